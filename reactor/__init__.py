@@ -1,0 +1,20 @@
+"""reactor: a small per-worker event loop that drives generators yielding tokens.
+
+It knows nothing about HTTP. A generator yields `readable(fd)`, `writable(fd)`, `sleep(s)` or
+`sleep_until(t)`; the `Reactor` parks it and resumes it in the same loop when the fd or timer
+fires. Long-lived sockets get plain callbacks instead (`Reactor.add_stream`). Backends: ``epoll``
+(Linux, edge-triggered streams) and ``selectors`` (portable, level-triggered).
+"""
+
+from ._backends import BACKENDS, BROKEN, ERROR, HANGUP, PEER_CLOSED, READABLE, WRITABLE, default_backend_name, make_backend
+from ._core import Reactor, ReactorStats, Task
+from ._errors import BusyResourceError, ClosedResourceError, ReactorClosedError, ReactorError, UnknownTokenError
+from ._timers import Timer
+from ._tokens import Readable, Sleep, SleepUntil, Token, Writable, readable, sleep, sleep_until, writable
+
+__all__ = (
+    "BACKENDS", "BROKEN", "ERROR", "HANGUP", "PEER_CLOSED", "READABLE", "WRITABLE",
+    "BusyResourceError", "ClosedResourceError", "Readable", "Reactor", "ReactorClosedError", "ReactorError",
+    "ReactorStats", "Sleep", "SleepUntil", "Task", "Timer", "Token", "UnknownTokenError", "Writable",
+    "default_backend_name", "make_backend", "readable", "sleep", "sleep_until", "writable",
+)

@@ -1,0 +1,98 @@
+"""Tokens: what a parked generator is waiting for.
+
+A handler generator yields one of these small immutable values and the reactor resumes it when
+the condition holds. They are `NamedTuple`s on purpose: frozen, slotted, and the cheapest value
+object CPython can build, which matters because a pipelined database request builds several.
+
+What the `yield` evaluates to when the generator is resumed:
+
+=====================  ========================================================================
+``readable(fd, t)``    ``True`` when fd is readable (or has an error/hang-up pending — read it to
+                       find out, as with ``select``); ``False`` when ``t`` seconds passed first.
+``writable(fd, t)``    the same for writability.
+``sleep(s)``           ``None`` after at least ``s`` seconds.
+``sleep_until(t)``     ``None`` once the reactor clock (`time.monotonic`) reaches ``t``.
+=====================  ========================================================================
+
+If the fd cannot be watched at all (closed, a regular file, busy) the error is *thrown into the
+generator* at the ``yield`` so the handler can react with ``try``/``except``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol, Union
+
+
+class HasFileno(Protocol):
+    def fileno(self) -> int: ...
+
+
+FdLike = Union[int, HasFileno]
+
+
+class Readable(NamedTuple):
+    """Wait until ``fd`` is readable, for at most ``timeout`` seconds (``None``: no limit)."""
+
+    fd: int
+    timeout: float | None = None
+
+
+class Writable(NamedTuple):
+    """Wait until ``fd`` is writable, for at most ``timeout`` seconds (``None``: no limit)."""
+
+    fd: int
+    timeout: float | None = None
+
+
+class Sleep(NamedTuple):
+    """Wait ``seconds`` seconds."""
+
+    seconds: float
+
+
+class SleepUntil(NamedTuple):
+    """Wait until the reactor clock (`time.monotonic`) reaches ``deadline``."""
+
+    deadline: float
+
+
+Token = Union[Readable, Writable, Sleep, SleepUntil]
+
+
+def _fileno(fd: FdLike) -> int:
+    if type(fd) is int:
+        return fd
+    if isinstance(fd, int):
+        return int(fd)
+    fileno = getattr(fd, "fileno", None)
+    if fileno is None:
+        raise TypeError(f"expected an fd (int) or an object with fileno(), got {fd!r}")
+    return int(fileno())
+
+
+def _check_timeout(timeout: float | None) -> float | None:
+    if timeout is not None and not timeout >= 0:  # also rejects NaN
+        raise ValueError(f"timeout must be None or a number >= 0, got {timeout!r}")
+    return timeout
+
+
+def readable(fd: FdLike, timeout: float | None = None) -> Readable:
+    """Token: park until ``fd`` is readable; the yield gives ``True``, or ``False`` on timeout."""
+    return Readable(_fileno(fd), _check_timeout(timeout))
+
+
+def writable(fd: FdLike, timeout: float | None = None) -> Writable:
+    """Token: park until ``fd`` is writable; the yield gives ``True``, or ``False`` on timeout."""
+    return Writable(_fileno(fd), _check_timeout(timeout))
+
+
+def sleep(seconds: float) -> Sleep:
+    """Token: park for ``seconds`` seconds (0 means: let the loop run once, then resume)."""
+    if not seconds >= 0:
+        raise ValueError(f"sleep() needs a number of seconds >= 0, got {seconds!r}")
+    return Sleep(seconds)
+
+
+def sleep_until(deadline: float) -> SleepUntil:
+    """Token: park until `time.monotonic()` reaches ``deadline``."""
+    return SleepUntil(float(deadline))

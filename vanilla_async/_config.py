@@ -1,0 +1,77 @@
+"""`ServerConfig`: everything a server needs to know, validated before anything starts."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Optional, Union
+
+from ._limits import Limits
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from reactor import Reactor
+
+    from ._request import Request
+
+Handler = Callable[["Request", bytearray], Optional[Generator[Any, Any, Any]]]
+WorkerStart = Callable[[Any, "Reactor"], Union[None, Generator[Any, Any, Any], Iterable[Generator[Any, Any, Any]]]]
+
+BACKEND_NAMES = ("auto", "epoll", "selectors")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How to serve.
+
+    ``handler(req, out)``: append a response to ``out`` and return ``None``, or return a generator
+        that yields reactor tokens (see DESIGN.md, "The handler contract").
+    ``workers``: processes; ``None`` → ``$VANILLA_WORKERS`` → the CPUs this process may run on.
+    ``port=0`` binds an ephemeral port (reported in the startup log and by `Server.port`).
+    ``make_state()``: called in each worker after the fork; its value is ``req.state``.
+    ``on_worker_start(state, reactor)``: called in each worker after ``make_state``; may return a
+        generator (or several) to run as clientless tasks on the worker's reactor.
+    ``grace``: seconds in-flight and parked requests get to finish on SIGTERM/SIGINT.
+    """
+
+    handler: Handler
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int | None = None
+    backend: str = "auto"
+    limits: Limits = field(default_factory=Limits)
+    make_state: Callable[[], Any] | None = None
+    on_worker_start: WorkerStart | None = None
+    grace: float = 10.0
+    backlog: int = 1024
+
+    def __post_init__(self) -> None:
+        if not callable(self.handler):
+            raise ConfigError(f"ServerConfig.handler must be callable(req, out), got {self.handler!r}")
+        if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise ConfigError(f"ServerConfig.port must be an int in 0..65535 (0: ephemeral), got {self.port!r}")
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
+            raise ConfigError(f"ServerConfig.workers must be a positive int or None, got {self.workers!r}")
+        if self.backend not in BACKEND_NAMES:
+            raise ConfigError(f"ServerConfig.backend must be one of {', '.join(BACKEND_NAMES)}, got {self.backend!r}")
+        if not isinstance(self.limits, Limits):
+            raise ConfigError(f"ServerConfig.limits must be a Limits, got {self.limits!r}")
+        if not self.grace >= 0:
+            raise ConfigError(f"ServerConfig.grace must be >= 0 seconds, got {self.grace!r}")
+
+    def with_(self, **changes: Any) -> ServerConfig:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    def worker_count(self) -> int:
+        """``workers`` → ``$VANILLA_WORKERS`` → ``len(os.sched_getaffinity(0))``."""
+        if self.workers is not None:
+            return self.workers
+        env = os.environ.get("VANILLA_WORKERS", "").strip()
+        if env:
+            if not env.isdigit() or int(env) < 1:
+                raise ConfigError(f"VANILLA_WORKERS must be a positive integer, got {env!r}")
+            return int(env)
+        if hasattr(os, "sched_getaffinity"):
+            return len(os.sched_getaffinity(0))
+        return os.cpu_count() or 1

@@ -1,0 +1,433 @@
+"""One client connection: reading, framing, dispatching, writing — the request hot path.
+
+Theory of operation
+-------------------
+A `Connection` is registered with the reactor as a *stream* (edge-triggered on epoll) and gets
+``on_event(mask)``. Its life is a small state machine over four fields:
+
+``inbuf``   bytes received but not yet served: a partial request, or requests pipelined behind a
+            parked one. ``None`` when empty (the common case).
+``out``     the server-owned ``bytearray`` every handler on this connection appends to. Responses
+            of one batch accumulate here and leave in one ``send``; an unsent tail stays here and
+            goes out on the next EPOLLOUT edge.
+``task``    the `RequestTask` of a parked generator handler, or ``None``.
+``closing`` no further request will be served; close once ``out`` is flushed.
+
+**Reading.** ``recv`` returns an immutable ``bytes`` chunk. When nothing is buffered (nearly
+always) the chunk is framed as is, and every `Request` view points into it: chunks are never
+mutated, so a view stays valid across a handler's yields and never pins a buffer we must resize.
+A partial request is copied into ``inbuf`` (a ``bytearray`` that grows amortised O(1)); it is
+framed again only once it holds at least ``need`` bytes, then frozen with one ``bytes()`` copy.
+One short read drains an edge-triggered socket; a full-size read loops.
+
+**Serving.** Every complete request in the chunk is framed and handed to the handler in order;
+the only cost the async machinery adds is the ``is not None`` test on the handler's return value.
+A generator becomes a `RequestTask` and runs at once until its first yield. If it parks, whatever
+it appended is flushed (streaming), requests behind it stay in ``inbuf``, and the connection
+stops serving until the task ends; then the buffered requests are served and reading resumes.
+While parked, readable events only buffer (up to ``Limits.max_buffered``) and watch for EOF or
+a reset: a client that leaves gets its task cancelled (``gen.close()``: ``finally`` runs now).
+
+**Errors.** A `ProtocolError` from the framer appends its error response *after* the responses
+still owed to earlier pipelined requests and closes. A handler exception answers 500 (its partial
+output is discarded) unless part of its response already left, in which case the connection is
+just closed. Closing after an error uses a lingering close (``shutdown(SHUT_WR)``, then discard
+input until EOF or a short timeout) so the client reads the error instead of a reset.
+
+**Deadlines.** One ``deadline`` per connection, checked by the worker's sweep timer: while output
+is stuck, the write timeout (renewed on progress); while a request is partially read, the read
+timeout (from its first byte, never renewed: slowloris is reaped with 408); while idle, the
+keep-alive timeout. Parked tasks carry no deadline here.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from types import GeneratorType
+from typing import TYPE_CHECKING, Any
+
+from reactor import BROKEN, PEER_CLOSED, READABLE, WRITABLE, Task
+
+from ._framer import Need, frame
+from ._request import Request
+from ._response import error_response
+from .errors import HandlerError, ProtocolError
+
+if TYPE_CHECKING:
+    from ._worker import Worker
+
+log = logging.getLogger("vanilla_async")
+
+BUFSIZE = 65536
+_INF = float("inf")
+_LINGER_SECONDS = 2.0
+_LINGER_BYTES = 1 << 20
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_GONE = BROKEN | PEER_CLOSED
+
+
+class RequestTask(Task):
+    """A parked generator handler and the connection it answers."""
+
+    __slots__ = ("conn", "req", "mark", "sent", "inline")
+
+    def __init__(self, gen: Any, conn: Connection, req: Request, mark: int) -> None:
+        super().__init__(gen, getattr(gen, "__qualname__", "handler"))
+        self.conn = conn
+        self.req = req
+        self.mark = mark  # where this request's response starts in conn.out
+        self.sent = False  # part of this response has left: too late for a 500
+        self.inline = True  # still inside the first step (called from Connection.serve)
+
+    def parked(self) -> None:
+        self.inline = False
+        self.conn.flush()
+
+    def finished(self, value: Any) -> None:
+        if not self.inline:
+            self.conn.task_finished(self)
+
+    def failed(self, exc: BaseException) -> None:
+        self.conn.task_failed(self, exc)
+
+
+class Connection:
+    __slots__ = (
+        "worker", "sock", "fd", "recv", "send", "out", "inbuf", "need", "task", "closing", "closed",
+        "deadline", "read_since", "continue_sent", "lingering", "wants_write", "paused", "discarded",
+    )
+
+    def __init__(self, worker: Worker, sock: socket.socket) -> None:
+        self.worker = worker
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.recv = sock.recv
+        self.send = sock.send
+        self.out = bytearray()
+        self.inbuf: bytearray | None = None
+        self.need = 0
+        self.task: RequestTask | None = None
+        self.closing = False
+        self.closed = False
+        self.deadline = worker.reactor.now + worker.limits.idle_timeout
+        self.read_since = 0.0
+        self.continue_sent = False
+        self.lingering = False
+        self.wants_write = False
+        self.paused = False
+        self.discarded = 0
+
+    # -- events -------------------------------------------------------------------------------------
+    def on_event(self, mask: int) -> None:
+        if mask & WRITABLE and self.out:
+            self.flush()
+        if mask & (READABLE | _GONE) and not self.closed:
+            if self.task is None and not self.closing:
+                self.on_readable()
+            elif self.task is None:
+                self._drain()
+            else:
+                self.on_readable_parked(mask)
+
+    def on_readable(self) -> None:
+        recv = self.recv
+        while True:
+            try:
+                data = recv(BUFSIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.close()
+                return
+            if not data:
+                self.on_eof()
+                return
+            inbuf = self.inbuf
+            if inbuf is not None:
+                inbuf += data
+                if len(inbuf) > self.worker.limits.max_buffered:
+                    self.fail(ProtocolError(413, "request too large"))
+                    return
+                if len(inbuf) < self.need:
+                    if len(data) < BUFSIZE:
+                        return
+                    continue
+                data = bytes(inbuf)
+                self.inbuf = None
+            self.serve(data)
+            if len(data) < BUFSIZE or self.task is not None or self.closing:
+                return
+
+    def on_readable_parked(self, mask: int) -> None:
+        """Readable while a task is parked: buffer (bounded), and notice the client leaving."""
+        limit = self.worker.limits.max_buffered
+        inbuf = self.inbuf
+        room = limit - (len(inbuf) if inbuf is not None else 0)
+        if room > 0:
+            try:
+                data = self.recv(min(room, BUFSIZE))
+            except BlockingIOError:
+                data = None
+            except OSError:
+                data = b""
+            if data == b"":
+                log.debug("client on fd %d left while its request was parked; cancelling it", self.fd)
+                self.close()
+                return
+            if data:
+                if inbuf is None:
+                    self.inbuf = bytearray(data)
+                else:
+                    inbuf += data
+        else:
+            self.pause_reading(True)
+        if mask & _GONE and self.task is not None:
+            # FIN or reset flagged by epoll even though data came with it: the client is gone.
+            self.close()
+
+    def pause_reading(self, on: bool) -> None:
+        if self.paused != on:
+            self.paused = on
+            self.worker.reactor.want_read(self.fd, not on)
+
+    def on_eof(self) -> None:
+        """The client shut down its sending side: serve nothing new, flush what is owed, close."""
+        self.inbuf = None
+        self.closing = True
+        if self.out:
+            self.pause_reading(True)
+        else:
+            self.close()
+
+    # -- serving ------------------------------------------------------------------------------------
+    def serve(self, buf: bytes) -> None:
+        """Frame and answer every complete request in ``buf``; keep the rest; flush once."""
+        worker = self.worker
+        limits = worker.limits
+        handler = worker.handler
+        state = worker.state
+        fd = self.fd
+        out = self.out
+        pos = 0
+        end = len(buf)
+        while True:
+            try:
+                req = frame(buf, pos, limits)
+            except ProtocolError as error:
+                self.fail(error)
+                return
+            if req.__class__ is not Request:
+                self.keep_partial(buf, pos, req)  # type: ignore[arg-type]
+                break
+            req.fd = fd
+            req.state = state
+            pos = req.end
+            mark = len(out)
+            try:
+                result = handler(req, out)
+            except Exception as exc:
+                self.handler_failed(req, exc, mark)
+                return
+            if result is not None and not self.start_task(req, result, mark, buf, pos):
+                return
+            if not req.keep_alive or self.closing:
+                self.closing = True
+                break
+            if pos >= end:
+                break
+        if self.inbuf is None:
+            self.deadline = worker.reactor.now + limits.idle_timeout
+            self.read_since = 0.0
+            self.continue_sent = False
+        self.flush()
+
+    def keep_partial(self, buf: bytes, pos: int, need: Need) -> None:
+        if pos or not self.read_since:  # a new request starts in this chunk
+            now = self.worker.reactor.now
+            self.read_since = now
+            self.deadline = now + self.worker.limits.read_timeout
+            if pos:
+                self.continue_sent = False
+        self.inbuf = bytearray(buf[pos:] if pos else buf)
+        self.need = need.total
+        if need.expect_continue and not self.continue_sent:
+            self.continue_sent = True
+            self.out += _CONTINUE
+
+    def start_task(self, req: Request, gen: Any, mark: int, buf: bytes, pos: int) -> bool:
+        """Run a generator handler's first step. True: it already ended, keep serving ``buf``."""
+        if type(gen) is not GeneratorType and not (hasattr(gen, "send") and hasattr(gen, "throw")):
+            self.handler_failed(req, HandlerError(
+                f"handler {self.worker.handler!r} returned {gen!r}; a handler must return None (after appending "
+                "its response to out) or a generator"), mark)
+            return False
+        task = RequestTask(gen, self, req, mark)
+        self.task = task
+        self.worker.reactor.start(task)
+        if task.done:
+            task.inline = False
+            self.task = None
+            return not self.closed and not self.closing
+        # Parked: requests behind it wait in inbuf; the first step's output was flushed by parked().
+        self.inbuf = bytearray(buf[pos:]) if pos < len(buf) else None
+        self.need = 0
+        self.deadline = _INF
+        return False
+
+    def task_finished(self, task: RequestTask) -> None:
+        """A parked generator returned: its response is complete; serve what queued up behind it."""
+        self.task = None
+        if self.closed:
+            return
+        if not task.req.keep_alive or self.closing:
+            self.closing = True
+            self.inbuf = None
+            self.flush()
+            return
+        self.pause_reading(False)
+        inbuf = self.inbuf
+        if inbuf is not None:
+            self.inbuf = None
+            self.serve(bytes(inbuf))
+        else:
+            self.deadline = self.worker.reactor.now + self.worker.limits.idle_timeout
+            self.flush()
+        if self.task is None and not self.closing and not self.closed:
+            self.on_readable()  # edge-triggered: bytes that arrived while parked raised no new edge
+
+    def task_failed(self, task: RequestTask, exc: BaseException) -> None:
+        self.task = None
+        if task.inline:
+            task.inline = False
+        self.handler_failed(task.req, exc, task.mark, sent=task.sent)
+
+    def handler_failed(self, req: Request, exc: BaseException, mark: int, sent: bool = False) -> None:
+        log.error("handler failed on %r (fd %d); answering 500", req, self.fd, exc_info=(type(exc), exc, exc.__traceback__))
+        if self.closed:
+            return
+        if sent:
+            self.closing = True
+            self.inbuf = None
+            self.flush()
+            return
+        del self.out[mark:]
+        self.fail(ProtocolError(500, "internal server error"), log_it=False)
+
+    def fail(self, error: ProtocolError, log_it: bool = True) -> None:
+        """Answer ``error`` after the responses already owed, then close (lingering)."""
+        if log_it:
+            log.info("bad request on fd %d: %s", self.fd, error)
+        self.out += error_response(error.status, error.reason)
+        self.inbuf = None
+        self.closing = True
+        self.lingering = True
+        self.flush()
+
+    # -- writing and closing ----------------------------------------------------------------------------
+    def flush(self) -> None:
+        out = self.out
+        if out:
+            try:
+                sent = self.send(out)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self.close()
+                return
+            task = self.task
+            if task is not None:
+                if sent > task.mark:
+                    task.sent = True
+                task.mark = max(0, task.mark - sent)
+            if sent == len(out):
+                out.clear()
+            else:
+                if sent:
+                    del out[:sent]
+                self.deadline = self.worker.reactor.now + self.worker.limits.write_timeout
+                if not self.wants_write:
+                    self.wants_write = True
+                    self.worker.reactor.want_write(self.fd, True)
+                return
+        if self.wants_write:
+            self.wants_write = False
+            self.worker.reactor.want_write(self.fd, False)
+            if self.task is None:
+                self.deadline = self.worker.reactor.now + (
+                    self.worker.limits.read_timeout if self.inbuf is not None else self.worker.limits.idle_timeout
+                )
+        if self.closing and self.task is None:
+            if self.lingering:
+                self._start_linger()
+            else:
+                self.close()
+
+    def _start_linger(self) -> None:
+        """Lingering close: stop sending, then discard input until EOF so the client reads our answer."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close()
+            return
+        self.deadline = self.worker.reactor.now + _LINGER_SECONDS
+        self._drain()
+
+    def _drain(self) -> None:
+        """Closing: read and discard whatever the client still sends (bounded)."""
+        while not self.closed:
+            try:
+                data = self.recv(BUFSIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.close()
+                return
+            if not data:
+                if self.out:  # half-closed client: finish sending, stop reading
+                    self.pause_reading(True)
+                else:
+                    self.close()
+                return
+            self.discarded += len(data)
+            if self.discarded > _LINGER_BYTES:
+                self.close()
+                return
+
+    def expire(self, now: float) -> None:
+        """The sweep found this connection past its deadline."""
+        if self.closed:
+            return
+        if self.lingering and self.closing and not self.out:
+            self.close()
+        elif self.out:
+            log.info("write timeout on fd %d (client not reading); closing", self.fd)
+            self.close()
+        elif self.task is not None:
+            self.deadline = _INF
+        elif self.inbuf is not None:
+            log.info("read timeout on fd %d (request incomplete after %.1fs); answering 408", self.fd, now - self.read_since)
+            self.fail(ProtocolError(408, "request not completed in time"), log_it=False)
+        else:
+            self.close()
+
+    @property
+    def idle(self) -> bool:
+        return self.task is None and not self.out and self.inbuf is None
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        worker = self.worker
+        task = self.task
+        if task is not None:
+            self.task = None
+            worker.reactor.cancel(task)
+        worker.reactor.remove(self.fd)
+        try:
+            self.sock.close()
+        except OSError:  # pragma: no cover
+            pass
+        self.inbuf = None
+        worker.connection_closed(self)

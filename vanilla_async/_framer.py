@@ -1,0 +1,310 @@
+"""The framer: where does the next request in a buffer end, and is it valid HTTP/1.1?
+
+A pure function over ``bytes`` — no I/O, no state between calls — so it can be fed a buffer
+split at every byte and fuzzed against h11.
+
+Strategy
+--------
+``frame(buf, pos, limits)`` looks at ``buf[pos:]`` and returns one of:
+
+* a `Request` view — a complete request starts at ``pos`` and ends at ``request.end``;
+* a `Need` — not enough bytes yet. ``Need.total`` is how many bytes (from ``pos``) must be buffered
+  before calling again is worthwhile (0: unknown, call again on any new data);
+  ``Need.expect_continue`` is true when the head is complete, its body is not, and the client asked
+  for ``Expect: 100-continue``;
+
+or raises `ProtocolError` with the status to answer (400, 413, 414, 431, 501, 505).
+
+The common case is decided by a handful of C-level calls, which is what keeps the hot path near a
+bare loop's: ``find(CRLFCRLF)`` for the end of the head; one compiled regex ``fullmatch`` each for
+the head: request line and every field line (field-name is a token, no whitespace before
+the colon, no obs-fold, no CTL/NUL in values — RFC 9112 §5, RFC 9110 §5.5); one ``lower()`` copy of
+the header section, in which the few fields that decide framing (Content-Length, Transfer-Encoding,
+Host, Connection, Expect) are located by ``find``. Only on the error path is the head walked line
+by line, to say precisely what was wrong.
+
+Decisions (RFC 9112 unless noted):
+* Leading empty lines before the request line are skipped (§2.2). Bare LF and bare CR are errors.
+* HTTP/1.x with x > 1 is served as HTTP/1.1 (§2.3); any other major version is 505.
+* Content-Length: digits only; repeated (as lines or as a list) it must repeat one value (§6.3).
+  Together with Transfer-Encoding it is rejected, not resolved (§6.1 allows either; rejecting
+  closes the door on CL.TE smuggling).
+* Transfer-Encoding: only ``chunked``, once, as the final coding; anything else is 501; chunked
+  not final is 400; any Transfer-Encoding in an HTTP/1.0 request is 400 (§6.1).
+* Host: exactly one in HTTP/1.1, never more than one, no whitespace inside (§3.2).
+* Chunked bodies: chunk-size is 1–16 hex digits (larger is 400: overflow), extensions are checked
+  and ignored, every chunk's data must be followed by CRLF, trailers are checked and kept apart.
+* Limits: request line → 414, head → 431, declared or decoded body → 413 — all decided before the
+  excess is buffered.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from ._limits import Limits
+from ._request import Request
+from .errors import ProtocolError
+
+_TCHAR = rb"!#$%&'*+.^_`|~0-9A-Za-z-"
+_VCHAR = rb"\x21-\x7e\x80-\xff"
+_FIELD = rb"[" + _TCHAR + rb"]+:[\t\x20-\x7e\x80-\xff]*\r\n"  # name ":" OWS value OWS, no CTL
+_REQUEST_LINE = re.compile(rb"[" + _TCHAR + rb"]+ [\x21-\x7e]+ HTTP/[0-9]\.[0-9]")
+# The whole head in one C-level pass: request line, then field lines, up to the last CRLF.
+_HEAD = re.compile(_REQUEST_LINE.pattern + rb"\r\n(?:" + _FIELD + rb")*")
+_HEADERS = re.compile(rb"(?:" + _FIELD + rb")*")
+_FIELD_LINE = re.compile(_FIELD[:-4])  # one field line without its CRLF
+_TOKEN = re.compile(rb"[" + _TCHAR + rb"]+")
+_QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+_CHUNK_LINE = re.compile(
+    rb"([0-9A-Fa-f]+)(?:[ \t]*;[ \t]*[" + _TCHAR + rb"]+(?:[ \t]*=[ \t]*(?:[" + _TCHAR + rb"]+|" + _QUOTED + rb"))?)*"
+)
+_INNER_WS = re.compile(rb"[^ \t][ \t]+[^ \t]")
+_BARE_LF = re.compile(rb"(?<!\r)\n|\r(?!\n|\Z)")
+_MAX_CHUNK_LINE = 4096
+_MAX_SIZE_DIGITS = 16
+_MAX_LEADING_CRLF = 8
+
+_CONTENT_LENGTH = b"\r\ncontent-length:"
+_TRANSFER_ENCODING = b"\r\ntransfer-encoding:"
+_HOST = b"\r\nhost:"
+_CONNECTION = b"\r\nconnection:"
+_EXPECT = b"\r\nexpect:"
+
+
+class Need(NamedTuple):
+    """`frame` needs more bytes (see the module docstring)."""
+
+    total: int = 0
+    expect_continue: bool = False
+
+
+NEED_MORE = Need()
+
+
+def _values(lower: bytes, key: bytes) -> list[bytes]:
+    out = []
+    i = lower.find(key)
+    while i >= 0:
+        vs = i + len(key)
+        ve = lower.find(b"\r\n", vs)
+        out.append(lower[vs:ve].strip(b" \t"))
+        i = lower.find(key, ve)
+    return out
+
+
+def _tokens(values: list[bytes]) -> list[bytes]:
+    return [t.strip(b" \t") for v in values for t in v.split(b",") if t.strip(b" \t")]
+
+
+def frame(buf: bytes, pos: int, limits: Limits) -> Request | Need:
+    """Frame the request starting at ``buf[pos]``. See the module docstring for the contract."""
+    hend = buf.find(b"\r\n\r\n", pos)
+    if hend < 0 or buf[pos] == 13:
+        if buf.startswith(b"\r\n", pos):
+            return _skip_empty_lines(buf, pos, limits)
+        return _incomplete_head(buf, pos, limits)
+    if hend - pos > limits.max_header_bytes:
+        raise ProtocolError(431, f"request header section exceeds {limits.max_header_bytes} bytes")
+    le = buf.find(b"\r\n", pos)
+    if le - pos > limits.max_request_line:
+        raise ProtocolError(414, f"request line exceeds {limits.max_request_line} bytes")
+    if _HEAD.fullmatch(buf, pos, hend + 2) is None:
+        line = buf[pos:le]
+        if _REQUEST_LINE.fullmatch(line) is None:
+            raise ProtocolError(*_diagnose_request_line(line))
+        raise ProtocolError(400, _diagnose_headers(buf[le + 2:hend + 2]))
+    if buf[le - 3] != 49:  # major version != b"1"
+        raise ProtocolError(505, f"HTTP version {buf[le - 8:le].decode('latin-1')} is not supported; use HTTP/1.1")
+    minor = 0 if buf[le - 1] == 48 else 1
+    lower = buf[le:hend + 2].lower()
+    head_end = hend + 4
+    ts = buf.find(b" ", pos) + 1
+
+    # Host (RFC 9112 §3.2)
+    h = lower.find(_HOST)
+    if h < 0:
+        if minor:
+            raise ProtocolError(400, "missing Host header (required in HTTP/1.1)")
+    else:
+        if lower.find(_HOST, h + 7) >= 0:
+            raise ProtocolError(400, "more than one Host header")
+        if _INNER_WS.search(lower, h + 7, lower.find(b"\r\n", h + 7)) is not None:
+            raise ProtocolError(400, "invalid Host header value (whitespace inside)")
+
+    # Connection / keep-alive
+    c = lower.find(_CONNECTION)
+    if c < 0:
+        keep_alive = minor == 1
+    else:
+        tokens = _tokens(_values(lower, _CONNECTION))
+        keep_alive = b"close" not in tokens if minor else b"keep-alive" in tokens and b"close" not in tokens
+
+    # Body framing (RFC 9112 §6)
+    t = lower.find(_TRANSFER_ENCODING)
+    cl = lower.find(_CONTENT_LENGTH)
+    if t < 0 and cl < 0:
+        req = Request(buf, pos, ts, le - 9, le, lower, head_end, head_end, minor, keep_alive, head_end)
+        return req
+    if t >= 0:
+        if cl >= 0:
+            raise ProtocolError(400, "both Content-Length and Transfer-Encoding are present (request smuggling risk)")
+        if not minor:
+            raise ProtocolError(400, "Transfer-Encoding is not allowed in an HTTP/1.0 request")
+        codings = _tokens(_values(lower, _TRANSFER_ENCODING))
+        if codings != [b"chunked"]:
+            if b"chunked" in codings[:-1]:
+                raise ProtocolError(400, "chunked must be the final transfer coding, applied once")
+            if not codings:
+                raise ProtocolError(400, "empty Transfer-Encoding header")
+            if codings[-1] == b"chunked":
+                raise ProtocolError(501, f"unsupported transfer coding {codings[0].decode('latin-1')!r}; only chunked is implemented")
+            raise ProtocolError(501, f"unsupported transfer coding {codings[-1].decode('latin-1')!r}; only chunked is implemented")
+        return _frame_chunked(buf, pos, ts, le, lower, head_end, minor, keep_alive, limits)
+    values = _tokens(_values(lower, _CONTENT_LENGTH))
+    first = values[0] if values else b""
+    if not first.isdigit():
+        raise ProtocolError(400, "Content-Length must be a non-negative decimal integer")
+    for other in values[1:]:
+        if other != first:
+            raise ProtocolError(400, "conflicting Content-Length values")
+    if len(first) > 18 or int(first) > limits.max_body_bytes:
+        raise ProtocolError(413, f"request body of {int(first)} bytes exceeds the limit of {limits.max_body_bytes}")
+    body_end = head_end + int(first)
+    if len(buf) < body_end:
+        return Need(body_end - pos, lower.find(b"\r\nexpect:") >= 0 and _expects_continue(lower))
+    return Request(buf, pos, ts, le - 9, le, lower, head_end, body_end, minor, keep_alive, body_end)
+
+
+def _expects_continue(lower: bytes) -> bool:
+    return b"100-continue" in _tokens(_values(lower, _EXPECT))
+
+
+def _skip_empty_lines(buf: bytes, pos: int, limits: Limits) -> Request | Need:
+    start = pos
+    while buf.startswith(b"\r\n", pos):
+        pos += 2
+        if (pos - start) // 2 > _MAX_LEADING_CRLF:
+            raise ProtocolError(400, "too many empty lines before the request line")
+    if pos == len(buf) or (pos == len(buf) - 1 and buf[pos] == 13):
+        return NEED_MORE
+    result = frame(buf, pos, limits)
+    if type(result) is Need and result.total:
+        return Need(result.total + pos - start, result.expect_continue)
+    return result
+
+
+def _incomplete_head(buf: bytes, pos: int, limits: Limits) -> Need:
+    """No CRLFCRLF yet: reject what is already certain to be wrong, else ask for more."""
+    size = len(buf) - pos
+    if size and buf[pos] < 0x21:
+        raise ProtocolError(400, "invalid first byte of the request line")
+    le = buf.find(b"\r\n", pos)
+    if (le < 0 and size > limits.max_request_line) or le - pos > limits.max_request_line:
+        raise ProtocolError(414, f"request line exceeds {limits.max_request_line} bytes")
+    if size > limits.max_header_bytes:
+        raise ProtocolError(431, f"request header section exceeds {limits.max_header_bytes} bytes")
+    if _BARE_LF.search(buf, pos) is not None:
+        raise ProtocolError(400, "bare LF or CR in the request head; lines must end with CRLF")
+    if le >= 0:
+        line = buf[pos:le]
+        if _REQUEST_LINE.fullmatch(line) is None:
+            raise ProtocolError(*_diagnose_request_line(line))
+        if line[-3] != 49:
+            raise ProtocolError(505, f"HTTP version {line[-8:].decode('latin-1')} is not supported; use HTTP/1.1")
+    return NEED_MORE
+
+
+def _frame_chunked(
+    buf: bytes, pos: int, ts: int, le: int, lower: bytes, head_end: int, minor: int, keep_alive: bool, limits: Limits
+) -> Request | Need:
+    parts: list[bytes] = []
+    total = 0
+    p = head_end
+    n = len(buf)
+    while True:
+        cle = buf.find(b"\r\n", p, p + _MAX_CHUNK_LINE)
+        if cle < 0:
+            if n - p >= _MAX_CHUNK_LINE:
+                raise ProtocolError(400, "chunk-size line too long")
+            if _BARE_LF.search(buf, p) is not None:
+                raise ProtocolError(400, "bare LF or CR in a chunk-size line")
+            return Need(0, _expects_continue(lower) and p == head_end)
+        m = _CHUNK_LINE.fullmatch(buf, p, cle)
+        if m is None:
+            raise ProtocolError(400, "invalid chunk-size line")
+        digits = m.group(1)
+        if len(digits.lstrip(b"0")) > _MAX_SIZE_DIGITS:
+            raise ProtocolError(400, "chunk-size too large (overflow)")
+        size = int(digits, 16)
+        if size == 0:
+            p = cle + 2
+            break
+        total += size
+        if total > limits.max_body_bytes:
+            raise ProtocolError(413, f"chunked request body exceeds the limit of {limits.max_body_bytes} bytes")
+        ds = cle + 2
+        de = ds + size
+        if n < de + 2:
+            if n > de and buf[de] != 13:
+                raise ProtocolError(400, "chunk data not followed by CRLF")
+            return Need(de + 2 - pos, False)
+        if buf[de] != 13 or buf[de + 1] != 10:
+            raise ProtocolError(400, "chunk data not followed by CRLF")
+        parts.append(buf[ds:de])
+        p = de + 2
+    # trailer section: *( field-line CRLF ) CRLF
+    if buf.startswith(b"\r\n", p):
+        end = p + 2
+        trailers = b""
+    else:
+        tend = buf.find(b"\r\n\r\n", p)
+        if tend < 0:
+            if n - p > limits.max_header_bytes:
+                raise ProtocolError(431, "trailer section too large")
+            if _BARE_LF.search(buf, p) is not None:
+                raise ProtocolError(400, "bare LF or CR in the trailer section")
+            return NEED_MORE
+        if tend - p > limits.max_header_bytes:
+            raise ProtocolError(431, "trailer section too large")
+        if _HEADERS.fullmatch(buf, p, tend + 2) is None:
+            raise ProtocolError(400, "invalid trailer section: " + _diagnose_headers(buf[p:tend + 2]))
+        trailers = buf[p:tend + 2]
+        end = tend + 4
+    req = Request(buf, pos, ts, le - 9, le, lower, head_end, head_end, minor, keep_alive, end)
+    req._chunked = b"".join(parts)
+    req._trailers = trailers
+    return req
+
+
+def _diagnose_request_line(line: bytes) -> tuple[int, str]:
+    parts = line.split(b" ")
+    if len(parts) != 3 or not all(parts):
+        return 400, "malformed request line; expected 'METHOD SP request-target SP HTTP/1.1' with single spaces"
+    method, target, version = parts
+    if _TOKEN.fullmatch(method) is None:
+        return 400, "invalid method (must be a token)"
+    if re.fullmatch(rb"HTTP/[0-9]\.[0-9]", version) is None:
+        if re.fullmatch(rb"HTTP/[0-9]+(\.[0-9]+)?", version) is not None:
+            return 505, f"HTTP version {version.decode('latin-1')} is not supported; use HTTP/1.1"
+        return 400, "malformed HTTP version"
+    return 400, "invalid character in the request target"
+
+
+def _diagnose_headers(block: bytes) -> str:
+    for line in block.split(b"\r\n")[:-1]:
+        if line[:1] in (b" ", b"\t"):
+            return "obsolete line folding (obs-fold) is not allowed"
+        if b"\n" in line or b"\r" in line:
+            return "bare LF or CR in a header line"
+        name, colon, _ = line.partition(b":")
+        if not colon:
+            return "header line without a colon"
+        if name != name.rstrip(b" \t"):
+            return "whitespace between a header name and the colon"
+        if _TOKEN.fullmatch(name) is None:
+            return "invalid header field name"
+        if _FIELD_LINE.fullmatch(line) is None:
+            return "invalid character (CTL or NUL) in a header value"
+    return "malformed header section"

@@ -1,0 +1,52 @@
+"""`Limits`: every bound the server enforces, each with a sane default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-worker limits. Sizes are in bytes, times in seconds.
+
+    ``max_request_line``  request line (method, target, version) → **414** beyond it.
+    ``max_header_bytes``  request line plus all header fields → **431** beyond it.
+    ``max_body_bytes``    declared Content-Length or decoded chunked size → **413**, decided from the
+                          declared length before the body is buffered.
+    ``read_timeout``      from the first byte of a request until it is complete → **408** and close
+                          (a slowloris client dribbling bytes is reaped by this).
+    ``idle_timeout``      a keep-alive connection with no request in progress is closed after this.
+    ``write_timeout``     a response that makes no progress for this long (client not reading) is
+                          abandoned and the connection closed.
+    ``max_connections``   open client connections per worker → **503** and close beyond it.
+    """
+
+    max_request_line: int = 8 * 1024
+    max_header_bytes: int = 16 * 1024
+    max_body_bytes: int = 1024 * 1024
+    read_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    write_timeout: float = 30.0
+    max_connections: int = 10_000
+
+    def __post_init__(self) -> None:
+        for name in ("max_request_line", "max_header_bytes", "max_body_bytes", "max_connections"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"Limits.{name} must be a positive int, got {value!r}")
+        for name in ("read_timeout", "idle_timeout", "write_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise ConfigError(f"Limits.{name} must be a number of seconds > 0, got {value!r}")
+        if self.max_request_line > self.max_header_bytes:
+            raise ConfigError(
+                f"Limits.max_request_line ({self.max_request_line}) cannot exceed max_header_bytes "
+                f"({self.max_header_bytes}): the request line is part of the header section"
+            )
+
+    @property
+    def max_buffered(self) -> int:
+        """The most bytes one request may occupy in a connection's input buffer (head + body + framing)."""
+        return self.max_header_bytes + 2 * self.max_body_bytes + 64 * 1024

@@ -1,0 +1,203 @@
+"""`Server`: the prefork supervisor.
+
+Theory of operation
+-------------------
+The parent process never serves a request. It resolves the port (for port 0 it binds a
+placeholder ``SO_REUSEPORT`` socket — bound, never listening — so every worker, including those
+restarted later, joins the same ephemeral port), forks the workers, and then only waits for
+signals with ``sigtimedwait`` (SIGTERM, SIGINT, SIGCHLD and SIGUSR1 are blocked in the parent, so
+none is lost between two waits). Each worker unblocks them, opens its own listening socket and
+runs its own reactor; nothing is shared between workers.
+
+* A worker that dies while the server runs is replaced (after a back-off when it keeps dying
+  within a second of its start, so a crash loop cannot spin).
+* SIGTERM/SIGINT (or `shutdown`): forwarded to the workers as SIGTERM; each stops accepting and
+  drains within ``ServerConfig.grace``. A shorter grace given to `shutdown` is enforced by sending
+  SIGUSR1 ("grace is over, close now") when it expires. Workers still alive well after that are
+  killed. `run()` returns 0 when every worker exited cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from typing import Callable
+
+from ._config import ServerConfig
+from ._worker import Worker, make_listener
+
+log = logging.getLogger("vanilla_async")
+
+_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGUSR1}
+_KILL_MARGIN = 5.0
+
+
+class Server:
+    """Run ``config`` with prefork workers: ``Server(config).run()``."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.workers = config.worker_count()
+        self.port: int | None = None
+        self._placeholder: socket.socket | None = None
+        self._pids: dict[int, int] = {}  # pid -> worker index
+        self._started_at: dict[int, float] = {}
+        self._stopping = False
+        self._grace = config.grace
+        self._parent = os.getpid()
+        self.on_worker_exit: Callable[[int, int, int], None] | None = None
+
+    def bind(self) -> int:
+        """Resolve the port (binding a placeholder for port 0) and return it."""
+        if self.port is not None:
+            return self.port
+        if self.config.port == 0:
+            probe = make_listener(self.config.host, 0, 1)
+            port = probe.getsockname()[1]
+            probe.close()
+            placeholder = socket.socket(probe.family, socket.SOCK_STREAM)
+            placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            placeholder.bind((self.config.host, port))
+            self._placeholder = placeholder
+            self.port = port
+        else:
+            self.port = self.config.port
+        return self.port
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        return f"http://{'[' + host + ']' if ':' in host else host}:{self.bind()}"
+
+    def run(self) -> int:
+        """Fork the workers and supervise them until shutdown; returns the exit status (0: clean)."""
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("Server.run() supervises with signals and must run in the main thread")
+        port = self.bind()
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        try:
+            probe = Worker(self.config.with_(port=port), listener=make_listener(self.config.host, port, 1))
+            backend = probe.reactor.backend_name
+            probe.listener.close()
+            probe.reactor.close()
+            log.info("vanilla_async serving %s (backend=%s, workers=%d, pid=%d)", self.url, backend, self.workers, os.getpid())
+            for index in range(self.workers):
+                self._spawn(index)
+            return self._supervise()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            if self._placeholder is not None:
+                self._placeholder.close()
+
+    def shutdown(self, grace: float | None = None) -> None:
+        """Ask `run()` to stop (from another thread, or a signal handler); workers get ``grace`` seconds."""
+        if grace is not None:
+            self._grace = grace
+        os.kill(self._parent, signal.SIGTERM)
+
+    # -- internals ------------------------------------------------------------------------------------
+    def _spawn(self, index: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                signal.pthread_sigmask(signal.SIG_SETMASK, set())
+                for sig in _SIGNALS:
+                    signal.signal(sig, signal.SIG_DFL)
+                if self._placeholder is not None:
+                    self._placeholder.close()
+                code = _worker_main(self.config.with_(port=self.port), index)
+            except BaseException:
+                log.exception("worker %d crashed", index)
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        self._pids[pid] = index
+        self._started_at[pid] = time.monotonic()
+        log.info("worker %d started (pid %d)", index, pid)
+
+    def _supervise(self) -> int:
+        status = 0
+        restart_at: dict[int, float] = {}
+        backoff: dict[int, float] = {}
+        kill_at = force_at = None
+        while self._pids or (restart_at and not self._stopping):
+            now = time.monotonic()
+            waits = [t for t in (kill_at, force_at, *restart_at.values()) if t is not None]
+            timeout = max(0.0, min(waits) - now) if waits else 1.0
+            info = signal.sigtimedwait(_SIGNALS, min(timeout, 1.0))
+            now = time.monotonic()
+            if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT) and not self._stopping:
+                self._stopping = True
+                restart_at.clear()
+                log.info("stopping: %d worker(s) get %.1fs to drain", len(self._pids), self._grace)
+                self._signal_all(signal.SIGTERM)
+                if self._grace < self.config.grace:
+                    force_at = now + self._grace
+                kill_at = now + max(self._grace, self.config.grace) + _KILL_MARGIN
+            for pid, code in self._reap():
+                index = self._pids.pop(pid)
+                lived = now - self._started_at.pop(pid, now)
+                if self.on_worker_exit is not None:
+                    self.on_worker_exit(index, pid, code)
+                if self._stopping:
+                    if code != 0:
+                        status = 1
+                        log.warning("worker %d (pid %d) exited with status %d", index, pid, code)
+                    continue
+                delay = 0.0
+                if lived < 1.0:
+                    delay = backoff[index] = min(5.0, backoff.get(index, 0.05) * 2)
+                else:
+                    backoff.pop(index, None)
+                log.warning("worker %d (pid %d) died (status %d); restarting in %.2fs", index, pid, code, delay)
+                restart_at[index] = now + delay
+            for index, when in list(restart_at.items()):
+                if when <= now and not self._stopping:
+                    del restart_at[index]
+                    self._spawn(index)
+            if force_at is not None and now >= force_at:
+                force_at = None
+                self._signal_all(signal.SIGUSR1)
+            if kill_at is not None and now >= kill_at:
+                log.error("workers %s did not stop in time; killing them", sorted(self._pids))
+                self._signal_all(signal.SIGKILL)
+                kill_at = None
+                status = 1
+        log.info("stopped")
+        return status
+
+    def _signal_all(self, sig: int) -> None:
+        for pid in self._pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def _reap(self) -> list[tuple[int, int]]:
+        dead = []
+        while self._pids:
+            try:
+                pid, raw = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid in self._pids:
+                dead.append((pid, os.waitstatus_to_exitcode(raw)))
+        return dead
+
+
+def _worker_main(config: ServerConfig, index: int) -> int:
+    worker = Worker(config, index)
+    reactor = worker.reactor
+    reactor.add_signal_handler(signal.SIGTERM, lambda s: worker.begin_shutdown())
+    reactor.add_signal_handler(signal.SIGINT, lambda s: worker.begin_shutdown())
+    reactor.add_signal_handler(signal.SIGUSR1, lambda s: (worker.begin_shutdown(), worker.force_close()))
+    worker.run()
+    return 0

@@ -1,0 +1,239 @@
+"""A worker: one reactor, one listening socket, the connections it accepted.
+
+Theory of operation
+-------------------
+Each worker process (or, in tests, a thread) owns a `Reactor` and its own listening socket,
+bound with ``SO_REUSEPORT`` so the kernel spreads new connections over the workers: no accept
+lock, no shared state on the hot path. The listener is level-triggered and each readable event
+accepts at most `ACCEPT_BATCH` connections, so a connection storm cannot starve served clients.
+Beyond ``Limits.max_connections`` a new connection gets a 503 and is closed; when the process
+runs out of fds, accepting pauses for a moment instead of spinning.
+
+Two periodic timers run on the reactor: the Date refresh (once a second, on the second) and the
+deadline sweep, which walks the connections and expires those whose ``deadline`` passed. One
+sweep every quarter of the shortest timeout costs O(connections) a few times a second, instead
+of a heap operation on every request.
+
+Graceful shutdown (`begin_shutdown`, on SIGTERM/SIGINT in a worker process): the listener closes
+at once; idle keep-alive connections close; connections with a request in progress (being read,
+parked, or still sending) are marked ``closing`` and close as soon as their response is out.
+When none is left — or when the grace period ends and the rest are closed — clientless tasks are
+cancelled, the timers stop and `run()` returns. `leaks()` then reports anything left behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import socket
+import time
+from types import GeneratorType
+from typing import Any
+
+from reactor import Reactor, Task, Timer
+
+from ._config import ServerConfig
+from ._connection import Connection
+from ._response import error_response, refresh_date
+
+log = logging.getLogger("vanilla_async")
+
+ACCEPT_BATCH = 64
+_OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_OVERLOADED = error_response(503, "server at its connection limit; retry later")
+
+
+def make_listener(host: str, port: int, backlog: int, reuse_port: bool = True) -> socket.socket:
+    """A non-blocking listening socket on host:port, with SO_REUSEPORT so every worker can bind it."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port and hasattr(socket, "SO_REUSEPORT"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return sock
+
+
+class Worker:
+    """Serve ``config`` on one reactor. `run()` blocks until shutdown completes."""
+
+    def __init__(self, config: ServerConfig, index: int = 0, listener: socket.socket | None = None) -> None:
+        self.config = config
+        self.index = index
+        self.limits = config.limits
+        self.handler = config.handler
+        self.reactor = Reactor(config.backend)
+        self.listener = listener if listener is not None else make_listener(config.host, config.port, config.backlog)
+        self.port: int = self.listener.getsockname()[1]
+        self.conns: dict[int, Connection] = {}
+        self.state: Any = None
+        self.background: list[Task] = []
+        self.stopping = False
+        self.accepting = False
+        self._timers: list[Timer] = []
+        self._force_timer: Timer | None = None
+        self._started = False
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Make the worker's state, start accepting and the periodic timers (call in the worker's thread)."""
+        if self._started:
+            return
+        self._started = True
+        config = self.config
+        self.state = config.make_state() if config.make_state is not None else None
+        self.reactor.add_reader(self.listener.fileno(), self._on_accept)
+        self.accepting = True
+        self._schedule_date()
+        limits = self.limits
+        self._sweep_every = max(0.05, min(1.0, min(limits.read_timeout, limits.idle_timeout, limits.write_timeout) / 4))
+        self._timers.append(self.reactor.call_later(self._sweep_every, self._sweep))
+        if config.on_worker_start is not None:
+            started = config.on_worker_start(self.state, self.reactor)
+            gens = [started] if isinstance(started, GeneratorType) else list(started or ())
+            for gen in gens:
+                self.background.append(self.reactor.spawn(gen))
+
+    def run(self) -> None:
+        self.start()
+        try:
+            self.reactor.run()
+        finally:
+            self.close()
+
+    def begin_shutdown(self, grace: float | None = None) -> None:
+        """Stop accepting, close idle connections, give the rest ``grace`` seconds."""
+        if self.stopping:
+            return
+        self.stopping = True
+        grace = self.config.grace if grace is None else grace
+        log.info("worker %d shutting down: %d connection(s), grace %.1fs", self.index, len(self.conns), grace)
+        self._stop_accepting()
+        for conn in list(self.conns.values()):
+            if conn.idle:
+                conn.close()
+            else:
+                conn.closing = True
+        self._force_timer = self.reactor.call_later(grace, self.force_close)
+        self._maybe_done()
+
+    def force_close(self) -> None:
+        """The grace period is over: close every connection now (parked generators are closed)."""
+        if self.conns:
+            log.info("worker %d: grace period over, closing %d connection(s)", self.index, len(self.conns))
+        for conn in list(self.conns.values()):
+            conn.close()
+        self._maybe_done()
+
+    def _maybe_done(self) -> None:
+        if self.stopping and not self.conns:
+            for task in self.background:
+                self.reactor.cancel(task)
+            self.background.clear()
+            for timer in self._timers:
+                timer.cancel()
+            self._timers.clear()
+            if self._force_timer is not None:
+                self._force_timer.cancel()
+                self._force_timer = None
+            self.reactor.stop()
+
+    def close(self) -> None:
+        """Release everything (idempotent); run() calls this on its way out."""
+        self._stop_accepting()
+        for conn in list(self.conns.values()):
+            conn.close()
+        for task in self.background:
+            self.reactor.cancel(task)
+        self.background.clear()
+        self.reactor.close()
+
+    def leaks(self) -> dict[str, int]:
+        """What is still held (all zero after a clean shutdown): connections, tasks, timers, fds."""
+        stats = self.reactor.stats()
+        return {
+            "connections": len(self.conns),
+            "tasks": stats.tasks,
+            "timers": stats.timers,
+            "watched_fds": stats.watched_fds,
+            "callbacks": stats.callbacks,
+        }
+
+    # -- accepting --------------------------------------------------------------------------------------
+    def _stop_accepting(self) -> None:
+        if self.listener.fileno() >= 0:
+            self.reactor.remove(self.listener.fileno())
+            self.listener.close()
+        self.accepting = False
+
+    def _on_accept(self, mask: int) -> None:
+        listener = self.listener
+        conns = self.conns
+        max_conns = self.limits.max_connections
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, _ = listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in _OUT_OF_FDS:
+                    log.warning("worker %d cannot accept: %s; pausing accepts for 100 ms (raise RLIMIT_NOFILE?)",
+                                self.index, exc.strerror)
+                    self._pause_accepting(0.1)
+                elif exc.errno != errno.ECONNABORTED:
+                    log.warning("worker %d accept failed: %s", self.index, exc)
+                return
+            sock.setblocking(False)
+            if len(conns) >= max_conns:
+                try:
+                    sock.send(_OVERLOADED)
+                except OSError:
+                    pass
+                sock.close()
+                log.warning("worker %d at max_connections=%d; answered 503", self.index, max_conns)
+                continue
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass  # not TCP (unix socket) or already reset
+            conn = Connection(self, sock)
+            conns[conn.fd] = conn
+            self.reactor.add_stream(conn.fd, conn.on_event)
+
+    def _pause_accepting(self, seconds: float) -> None:
+        fd = self.listener.fileno()
+        self.reactor.remove(fd)
+
+        def resume() -> None:
+            if not self.stopping and self.listener.fileno() >= 0:
+                self.reactor.add_reader(self.listener.fileno(), self._on_accept)
+
+        self.reactor.call_later(seconds, resume)
+
+    def connection_closed(self, conn: Connection) -> None:
+        self.conns.pop(conn.fd, None)
+        if self.stopping:
+            self._maybe_done()
+
+    # -- periodic work -----------------------------------------------------------------------------------
+    def _schedule_date(self) -> None:
+        wall = time.time()
+        refresh_date(wall)
+        delay = math.floor(wall) + 1.0 - wall + 0.001
+        self._timers = [t for t in self._timers if t.active]
+        self._timers.append(self.reactor.call_later(delay, self._schedule_date))
+
+    def _sweep(self) -> None:
+        now = self.reactor.now = time.monotonic()
+        for conn in [c for c in self.conns.values() if c.deadline <= now]:
+            conn.expire(now)
+        self._timers = [t for t in self._timers if t.active]
+        self._timers.append(self.reactor.call_later(self._sweep_every, self._sweep))

@@ -1,0 +1,38 @@
+"""The exceptions of vanilla_async, split by meaning.
+
+* `ProtocolError` — the *client* sent something HTTP/1.1 does not allow. It carries the status to
+  answer with (400, 413, 414, 431, 501, 505) and a reason for the log and the response body. The
+  server answers it, closes the connection, and carries on.
+* `ResponseError` — *your* code tried to build a response that would be wrong on the wire (a CR or
+  LF in a header: response splitting; an invalid status). Raised where the mistake is made.
+* `ConfigError` — a `ServerConfig`/`Limits` value makes no sense; raised before anything starts.
+* `HandlerError` — a handler broke the handler contract (e.g. returned something that is neither
+  ``None`` nor a generator). The request gets a 500.
+"""
+
+from __future__ import annotations
+
+
+class VanillaError(Exception):
+    """Base class of every vanilla_async error."""
+
+
+class ProtocolError(VanillaError):
+    """The client's bytes are not a valid HTTP/1.1 request; answer ``status`` and close."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status}: {reason}")
+        self.status = status
+        self.reason = reason
+
+
+class ResponseError(VanillaError, ValueError):
+    """A response under construction would be malformed (e.g. CR/LF in a header)."""
+
+
+class ConfigError(VanillaError, ValueError):
+    """A configuration value is invalid; the message says which and what is allowed."""
+
+
+class HandlerError(VanillaError, TypeError):
+    """A handler did not keep the handler contract."""
