@@ -124,13 +124,13 @@ class Connection:
             self.flush()
         if mask & (READABLE | _GONE) and not self.closed:
             if self.task is None and not self.closing:
-                self.on_readable()
+                self.on_readable(mask)
             elif self.task is None:
                 self._drain()
             else:
                 self.on_readable_parked(mask)
 
-    def on_readable(self) -> None:
+    def on_readable(self, mask: int = 0) -> None:
         recv = self.recv
         while True:
             try:
@@ -157,6 +157,12 @@ class Connection:
                 self.inbuf = None
             self.serve(data)
             if len(data) < BUFSIZE or self.task is not None or self.closing:
+                if mask & PEER_CLOSED and not self.closed:
+                    # The FIN came with the data (one edge-triggered event): no later event will say so.
+                    if self.task is None:
+                        self.on_eof()
+                    else:
+                        self.close()
                 return
 
     def on_readable_parked(self, mask: int) -> None:

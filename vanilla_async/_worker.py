@@ -81,6 +81,8 @@ class Worker:
         self._timers: list[Timer] = []
         self._force_timer: Timer | None = None
         self._started = False
+        #: what `leaks()` reported when `run()` returned, before the final cleanup (all zero when clean)
+        self.final_leaks: dict[str, int] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -106,6 +108,7 @@ class Worker:
         self.start()
         try:
             self.reactor.run()
+            self.final_leaks = self.leaks()
         finally:
             self.close()
 

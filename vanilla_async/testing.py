@@ -1,0 +1,389 @@
+"""Test harness: a real server on an ephemeral port inside the test, real sockets, strict parsing.
+
+    from vanilla_async.testing import serve
+
+    def test_hello():
+        with serve(handler) as server:
+            response = server.request(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+            assert response.status == 200 and response.body == b"ok"
+        # leaving the block shut the worker down and asserted that nothing leaked
+
+`serve` runs one `Worker` (the same code a worker process runs) in a thread of the test process,
+so handlers can be closures over test state. `TestServer.connect` gives a `Client` that sends raw
+bytes — whole, split at every byte, pipelined, half-closed — and reads framed responses
+(Content-Length, chunked, close-delimited, 1xx) parsed by **h11 in client mode**, so a malformed
+response fails the test. On exit the server shuts down gracefully and the harness asserts that no
+connection, task, timer, fd watch or file descriptor was left behind.
+
+For handlers called directly (no server): `make_request(raw)` builds the `Request` view and
+`call(handler, raw)` returns the bytes the handler produced, driving a generator handler on a
+throwaway reactor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import h11
+
+from reactor import Reactor, Task
+
+from ._config import ServerConfig
+from ._framer import frame
+from ._limits import Limits
+from ._request import Request
+from ._worker import Worker
+
+log = logging.getLogger("vanilla_async.testing")
+
+DEFAULT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Response:
+    """One response as h11 parsed it; ``raw`` is exactly the bytes it occupied on the wire."""
+
+    status: int
+    reason: bytes
+    http_version: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    raw: bytes
+    informational: list[int] = field(default_factory=list)
+
+    def header(self, name: str | bytes, default: bytes | None = None) -> bytes | None:
+        key = (name.encode() if isinstance(name, str) else name).lower()
+        for k, v in self.headers:
+            if k == key:
+                return v
+        return default
+
+    @property
+    def closes(self) -> bool:
+        """True when the response says ``Connection: close``."""
+        value = self.header(b"connection", b"") or b""
+        return b"close" in [t.strip() for t in value.lower().split(b",")]
+
+
+class Client:
+    """A blocking client socket with a timeout and an h11-validated response reader."""
+
+    def __init__(self, address: tuple[str, int], timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.sock = socket.create_connection(address, timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._buf = b""
+        self.eof = False
+
+    # -- sending ------------------------------------------------------------------------------------
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def send_split(self, data: bytes, every: int = 1, pause: float = 0.0005) -> None:
+        """Send ``data`` in pieces of ``every`` bytes with a short pause between them."""
+        for i in range(0, len(data), every):
+            self.sock.sendall(data[i:i + every])
+            if pause:
+                time.sleep(pause)
+
+    def send_at(self, data: bytes, cuts: Sequence[int], pause: float = 0.002) -> None:
+        """Send ``data`` split at the given offsets."""
+        last = 0
+        for cut in [*sorted(cuts), len(data)]:
+            if cut > last:
+                self.sock.sendall(data[last:cut])
+                last = cut
+                time.sleep(pause)
+
+    def shut_wr(self) -> None:
+        """Half-close: no more bytes from us; responses can still be read."""
+        self.sock.shutdown(socket.SHUT_WR)
+
+    # -- receiving ------------------------------------------------------------------------------------
+    def _recv(self) -> bytes:
+        if self.eof:
+            return b""
+        try:
+            data = self.sock.recv(65536)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self.eof = True
+        return data
+
+    def read_response(self, method: bytes = b"GET") -> Response:
+        """Read exactly one response (for a request with ``method``), validated by h11."""
+        conn = h11.Connection(h11.CLIENT)
+        conn.send(h11.Request(method=method, target="/", headers=[("Host", "test")]))
+        conn.send(h11.EndOfMessage())
+        fed = bytearray(self._buf)
+        if self._buf:
+            conn.receive_data(self._buf)  # (receive_data(b"") would mean EOF to h11)
+        elif self.eof:
+            conn.receive_data(b"")
+        self._buf = b""
+        informational: list[int] = []
+        status, reason, version, headers = 0, b"", b"", []
+        body = bytearray()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = self._recv()
+                fed += data
+                conn.receive_data(data)
+                if not data and conn.their_state is h11.SEND_RESPONSE and status == 0:
+                    raise ConnectionError(f"server closed the connection before a response (got {bytes(fed)!r})")
+                continue
+            if isinstance(event, h11.InformationalResponse):
+                informational.append(event.status_code)
+            elif isinstance(event, h11.Response):
+                status, reason, version = event.status_code, event.reason, event.http_version
+                headers = [(k.lower(), v) for k, v in event.headers]
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            elif isinstance(event, h11.ConnectionClosed):
+                raise ConnectionError(f"connection closed mid-response after {bytes(fed)!r}")
+        trailing, _closed = conn.trailing_data
+        self._buf = bytes(trailing)
+        raw = bytes(fed[:len(fed) - len(trailing)])
+        return Response(status, reason, version, headers, bytes(body), raw, informational)
+
+    def read_responses(self, count: int, method: bytes = b"GET") -> list[Response]:
+        return [self.read_response(method) for _ in range(count)]
+
+    def read_until_closed(self, limit: int = 1 << 26) -> bytes:
+        """Everything until the server closes (bounded by ``limit`` bytes and the socket timeout)."""
+        data = bytearray(self._buf)
+        self._buf = b""
+        while len(data) < limit:
+            chunk = self._recv()
+            if not chunk:
+                break
+            data += chunk
+        return bytes(data)
+
+    def closed_by_server(self, timeout: float = DEFAULT_TIMEOUT) -> bool:
+        """True if the server closes the connection (EOF or reset) within ``timeout`` with no more bytes."""
+        if self._buf:
+            return False
+        self.sock.settimeout(timeout)
+        try:
+            return self._recv() == b""
+        except (TimeoutError, socket.timeout):
+            return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _open_fds() -> set[int]:
+    try:
+        return {int(name) for name in os.listdir("/proc/self/fd")}
+    except FileNotFoundError:  # pragma: no cover - not Linux
+        return set()
+
+
+class TestServer:
+    """One worker of ``config`` serving in a background thread on 127.0.0.1:<ephemeral>."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, config: ServerConfig, *, grace: float = 2.0, check_leaks: bool = True) -> None:
+        self.config = config.with_(host="127.0.0.1", port=0, workers=1)
+        self.grace = grace
+        self.check_leaks = check_leaks
+        self.worker: Worker | None = None
+        self._thread: threading.Thread | None = None
+        self._clients: list[Client] = []
+        self._fds_before: set[int] = set()
+        self._error: BaseException | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self.worker is not None, "the server is not running"
+        return ("127.0.0.1", self.worker.port)
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> TestServer:
+        self._fds_before = _open_fds()
+        self.worker = Worker(self.config)
+        ready = threading.Event()
+
+        def main() -> None:
+            assert self.worker is not None
+            try:
+                self.worker.start()
+                ready.set()
+                self.worker.run()
+            except BaseException as exc:  # surfaced by stop()
+                self._error = exc
+                ready.set()
+
+        self._thread = threading.Thread(target=main, name="vanilla-worker", daemon=True)
+        self._thread.start()
+        if not ready.wait(DEFAULT_TIMEOUT):
+            raise RuntimeError("the test server did not start within 5 s")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def call(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` on the worker's reactor thread."""
+        assert self.worker is not None
+        self.worker.reactor.call_soon_threadsafe(fn)
+
+    def shutdown(self, grace: float | None = None) -> None:
+        """Begin a graceful shutdown (returns at once; `stop` waits for it)."""
+        assert self.worker is not None
+        worker = self.worker
+        self.call(lambda: worker.begin_shutdown(self.grace if grace is None else grace))
+
+    def stop(self, grace: float | None = None) -> dict[str, int]:
+        """Shut down gracefully, wait for the worker, and return its leak report."""
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
+        if self._thread is None or self.worker is None:
+            return {}
+        self.shutdown(grace)
+        self._thread.join((self.grace if grace is None else grace) + DEFAULT_TIMEOUT)
+        if self._thread.is_alive():
+            raise AssertionError("the worker did not stop within its grace period (+5 s): something hangs")
+        self._thread = None
+        if self._error is not None:
+            raise self._error
+        leaks = dict(self.worker.final_leaks or {})
+        leaked_fds = _open_fds() - self._fds_before
+        leaks["fds"] = len(leaked_fds)
+        return leaks
+
+    def assert_no_leaks(self, leaks: dict[str, int]) -> None:
+        left = {k: v for k, v in leaks.items() if v}
+        assert not left, f"the server left things behind after shutdown: {left}"
+
+    def __enter__(self) -> TestServer:
+        return self.start()
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        leaks = self.stop()
+        if self.check_leaks and exc_type is None:
+            self.assert_no_leaks(leaks)
+
+    # -- clients -----------------------------------------------------------------------------------------
+    def connect(self, timeout: float = DEFAULT_TIMEOUT) -> Client:
+        client = Client(self.address, timeout)
+        self._clients.append(client)
+        return client
+
+    def request(self, raw: bytes, method: bytes | None = None) -> Response:
+        """Send one raw request on a new connection and read its response."""
+        with self.connect() as client:
+            client.send(raw)
+            return client.read_response(method or raw.split(b" ", 1)[0])
+
+    def test(self, requests: Sequence[bytes]) -> list[bytes]:
+        """The seed's ``server.test([...])``: send each request in turn on one connection; raw responses in order."""
+        with self.connect() as client:
+            out = []
+            for raw in requests:
+                client.send(raw)
+                out.append(client.read_response(raw.split(b" ", 1)[0]).raw)
+            return out
+
+    def pipeline(self, requests: Sequence[bytes]) -> list[Response]:
+        """Send every request in one write on one connection; read the responses in order."""
+        with self.connect() as client:
+            client.send(b"".join(requests))
+            return [client.read_response(raw.split(b" ", 1)[0]) for raw in requests]
+
+
+def serve(
+    handler_or_config: Callable[..., Any] | ServerConfig,
+    *,
+    backend: str = "auto",
+    limits: Limits | None = None,
+    make_state: Callable[[], Any] | None = None,
+    grace: float = 2.0,
+    check_leaks: bool = True,
+    **config: Any,
+) -> TestServer:
+    """A `TestServer` for a handler (or a full `ServerConfig`); use it as a context manager."""
+    if isinstance(handler_or_config, ServerConfig):
+        cfg = handler_or_config.with_(backend=backend) if backend != "auto" else handler_or_config
+    else:
+        cfg = ServerConfig(handler=handler_or_config, backend=backend, make_state=make_state, **config)
+    if limits is not None:
+        cfg = cfg.with_(limits=limits)
+    if make_state is not None and isinstance(handler_or_config, ServerConfig):
+        cfg = cfg.with_(make_state=make_state)
+    return TestServer(cfg, grace=grace, check_leaks=check_leaks)
+
+
+# -- calling handlers directly --------------------------------------------------------------------------
+def make_request(raw: bytes, *, state: Any = None, limits: Limits | None = None) -> Request:
+    """Frame ``raw`` (one complete request) into a `Request` view, as the server would."""
+    req = frame(raw, 0, limits or Limits())
+    if not isinstance(req, Request):
+        raise ValueError(f"incomplete request {raw!r}: it needs more bytes ({req})")
+    req.state = state
+    return req
+
+
+def call(handler: Callable[..., Any], raw: bytes, *, state: Any = None, timeout: float = DEFAULT_TIMEOUT) -> bytes:
+    """Run ``handler`` on ``raw`` without a server and return what it appended to ``out``.
+
+    A generator handler is driven on a throwaway reactor (so its sleeps and fd waits really happen).
+    """
+    req = make_request(raw, state=state)
+    out = bytearray()
+    result = handler(req, out)
+    if result is not None:
+        reactor = Reactor()
+        errors: list[BaseException] = []
+
+        class _Driver(Task):
+            def finished(self, value: Any) -> None:
+                reactor.stop()
+
+            def failed(self, exc: BaseException) -> None:
+                errors.append(exc)
+                reactor.stop()
+
+        try:
+            task = reactor.start(_Driver(result))
+            if not task.done:
+                reactor.call_later(timeout, reactor.stop)
+                reactor.run()
+                if not task.done:
+                    raise TimeoutError(f"the generator handler did not finish within {timeout} s")
+        finally:
+            reactor.close()
+        if errors:
+            raise errors[0]
+    return bytes(out)
+
+
+def iter_splits(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """Every way to cut ``data`` in two (for split-point tests)."""
+    for i in range(1, len(data)):
+        yield data[:i], data[i:]
