@@ -14,7 +14,8 @@ runs its own reactor; nothing is shared between workers.
 * SIGTERM/SIGINT (or `shutdown`): forwarded to the workers as SIGTERM; each stops accepting and
   drains within ``ServerConfig.grace``. A shorter grace given to `shutdown` is enforced by sending
   SIGUSR1 ("grace is over, close now") when it expires. Workers still alive well after that are
-  killed. `run()` returns 0 when every worker exited cleanly.
+  killed. A second SIGTERM/SIGINT (Ctrl-C twice) ends the grace period at once. `run()` returns 0
+  when every worker exited cleanly.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ class Server:
                 self._spawn(index)
             return self._supervise()
         finally:
+            while signal.sigtimedwait(_SIGNALS, 0) is not None:
+                pass  # a late SIGTERM must not kill us with the default action once unblocked
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             if self._placeholder is not None:
                 self._placeholder.close()
@@ -132,7 +135,10 @@ class Server:
             timeout = max(0.0, min(waits) - now) if waits else 1.0
             info = signal.sigtimedwait(_SIGNALS, min(timeout, 1.0))
             now = time.monotonic()
-            if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT) and not self._stopping:
+            if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT) and self._stopping:
+                log.info("second stop signal: closing remaining connections now")
+                self._signal_all(signal.SIGUSR1)
+            elif info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
                 self._stopping = True
                 restart_at.clear()
                 log.info("stopping: %d worker(s) get %.1fs to drain", len(self._pids), self._grace)
@@ -198,6 +204,6 @@ def _worker_main(config: ServerConfig, index: int) -> int:
     reactor = worker.reactor
     reactor.add_signal_handler(signal.SIGTERM, lambda s: worker.begin_shutdown())
     reactor.add_signal_handler(signal.SIGINT, lambda s: worker.begin_shutdown())
-    reactor.add_signal_handler(signal.SIGUSR1, lambda s: (worker.begin_shutdown(), worker.force_close()))
+    reactor.add_signal_handler(signal.SIGUSR1, lambda s: worker.stop_now())
     worker.run()
     return 0

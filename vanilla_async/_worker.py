@@ -128,6 +128,11 @@ class Worker:
         self._force_timer = self.reactor.call_later(grace, self.force_close)
         self._maybe_done()
 
+    def stop_now(self) -> None:
+        """Shut down without a grace period: parked and in-flight requests are closed at once."""
+        self.begin_shutdown(0.0)
+        self.force_close()
+
     def force_close(self) -> None:
         """The grace period is over: close every connection now (parked generators are closed)."""
         if self.conns:

@@ -1,0 +1,29 @@
+# The README's commands. Everything installs into ./.venv, so a fresh machine needs only python3 (>= 3.11).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test typecheck bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)  ## run the demo server (examples/tiny) on http://127.0.0.1:8080
+	$(PY) -m examples.tiny --port 8080 --workers 2
+
+test: $(STAMP)  ## type-check, then run every test
+	$(PY) -m mypy
+	$(PY) -m pytest
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+bench: $(STAMP)  ## benchmarks against peer servers (not part of the tests; several minutes)
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache
