@@ -64,7 +64,7 @@ class EpollBackend:
     def __init__(self) -> None:
         self._ep = select.epoll()
         self._stream_mask = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
-        self.poll = self._ep.poll  # type: ignore[assignment]  # poll(timeout) -> [(fd, mask)]
+        self.poll = self._ep.poll  # type: ignore[method-assign]  # poll(timeout) -> [(fd, mask)]
 
     def poll(self, timeout: float) -> list[tuple[int, int]]:  # pragma: no cover - replaced in __init__
         return self._ep.poll(timeout)
@@ -114,7 +114,10 @@ class SelectorsBackend:
 
     def _set(self, fd: int, events: int) -> None:
         if events == 0:
-            self.remove(fd)
+            # Only the selector registration goes: a stream keeps its entry in `_streams`, so
+            # that want_read/want_write can turn it back on (a stream paused for reading while
+            # no output is pending has no interest left, but is still a stream).
+            self._unregister(fd)
             return
         try:
             self._sel.modify(fd, events)
@@ -152,6 +155,9 @@ class SelectorsBackend:
 
     def remove(self, fd: int) -> None:
         self._streams.pop(fd, None)
+        self._unregister(fd)
+
+    def _unregister(self, fd: int) -> None:
         try:
             self._sel.unregister(fd)
         except (KeyError, ValueError):

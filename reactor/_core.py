@@ -34,11 +34,11 @@ from __future__ import annotations
 
 import collections
 import logging
-
 import signal
 import socket
 import threading
 import time
+from functools import partial
 from types import FrameType
 from typing import Any, Callable, Generator, NamedTuple
 
@@ -116,13 +116,12 @@ class _FdWatch:
         if events & (WRITABLE | BROKEN) and self.writer is not None:
             writer, self.writer = self.writer, None
         reactor._rearm(self)
-        for task in (reader, writer):
-            if task is not None:
-                task._fd = -1
-                if task._timer is not None:
-                    task._timer.cancel()
-                    task._timer = None
-                reactor._step(task, True, None)
+        if reader is not None:
+            reactor._wake(reader, self.fd)
+        if writer is not None:
+            # Resuming the reader ran arbitrary code: it may have cancelled the writer or thrown
+            # into it (and the writer may have parked again); `_wake` checks before resuming.
+            reactor._wake(writer, self.fd)
 
 
 class Reactor:
@@ -153,8 +152,12 @@ class Reactor:
         return self.backend.name
 
     def stats(self) -> ReactorStats:
-        # The wake-up socket's callback belongs to the reactor itself: not counted.
-        return ReactorStats(len(self._tasks), self._timers.live, len(self._watches), len(self._callbacks) - 1)
+        # `_callbacks` also holds the wake-up socket's callback (the reactor's own: not counted)
+        # and one `_FdWatch.on_event` per watched fd (counted as watched_fds, not callbacks).
+        own = 0 if self._closed else 1
+        return ReactorStats(
+            len(self._tasks), self._timers.live, len(self._watches), len(self._callbacks) - len(self._watches) - own
+        )
 
     def tasks(self) -> list[Task]:
         return list(self._tasks)
@@ -188,6 +191,8 @@ class Reactor:
 
     def remove(self, fd: int) -> None:
         """Forget a callback registered with `add_stream`/`add_reader`. Call before closing the fd."""
+        if fd in self._watches:
+            return  # parked tasks wait on it: not a callback of the caller's (see notify_closing)
         if self._callbacks.pop(fd, None) is not None:
             self.backend.remove(fd)
 
@@ -214,6 +219,8 @@ class Reactor:
         """Run ``callback(signum)`` in the loop when the process receives ``signum`` (main thread only)."""
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("signal handlers can only be installed from the main thread")
+        if self._closed:
+            raise ReactorClosedError("the reactor is closed")
         if self._old_wakeup_fd is None:
             self._old_wakeup_fd = signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
         self._signal_handlers[signum] = callback
@@ -229,7 +236,7 @@ class Reactor:
             if signum:
                 handler = self._signal_handlers.get(signum)
                 if handler is not None:
-                    self._ready.append(lambda h=handler, s=signum: h(s))
+                    self._ready.append(partial(handler, signum))
 
     # -- tasks -------------------------------------------------------------------------------------
     def start(self, task: Task) -> Task:
@@ -265,10 +272,13 @@ class Reactor:
 
     def notify_closing(self, fd: int) -> None:
         """Call before closing an fd that parked generators may wait on: they get `ClosedResourceError`."""
-        watch = self._watches.get(fd)
-        if watch is None:
-            return
-        for task in (watch.reader, watch.writer):
+        for reading in (True, False):
+            # Look again each time: the reader, resumed with the error, may have cancelled or
+            # thrown into the writer, which then no longer waits on this fd.
+            watch = self._watches.get(fd)
+            if watch is None:
+                return
+            task = watch.reader if reading else watch.writer
             if task is not None:
                 self.throw(task, ClosedResourceError(f"fd {fd} was closed while a task waited on it"))
 
@@ -277,7 +287,7 @@ class Reactor:
         if fd >= 0:
             task._fd = -1
             watch = self._watches.get(fd)
-            if watch is not None:
+            if watch is not None and (watch.reader is task or watch.writer is task):
                 if watch.reader is task:
                     watch.reader = None
                 if watch.writer is task:
@@ -291,7 +301,13 @@ class Reactor:
         mask = watch.mask()
         fd = watch.fd
         if mask:
-            self.backend.arm(fd, mask)
+            try:
+                self.backend.arm(fd, mask)
+            except OSError:
+                # The fd was closed under the remaining waiter (without `notify_closing`). It stays
+                # parked until its timeout or cancellation, as if the fd had simply gone quiet;
+                # raising here would break `cancel()`/`close()` of the *other* task.
+                log.debug("could not re-arm fd %d for its remaining waiter", fd, exc_info=True)
         else:
             del self._watches[fd]
             del self._callbacks[fd]
@@ -301,6 +317,19 @@ class Reactor:
         task._timer = None
         self._unpark(task)
         self._step(task, False, None)
+
+    def _wake(self, task: Task, fd: int) -> None:
+        """Resume ``task``, taken out of fd's watch by an event, unless it moved on meanwhile."""
+        if task._fd != fd or task.done:
+            return  # cancelled, or thrown into and parked elsewhere, by a task woken before it
+        watch = self._watches.get(fd)
+        if watch is not None and (watch.reader is task or watch.writer is task):
+            return  # thrown into and parked again on the same fd: it waits anew
+        task._fd = -1
+        if task._timer is not None:
+            task._timer.cancel()
+            task._timer = None
+        self._step(task, True, None)
 
     def _wake_sleeper(self, task: Task) -> None:
         task._timer = None
@@ -329,16 +358,15 @@ class Reactor:
                 return
             kind = type(token)
             if kind is Readable or kind is Writable:
-                error = self._park_fd(task, token.fd, kind is Readable)
-                if error is not None:
-                    exc = error
+                exc = self._park_fd(task, token.fd, kind is Readable)
+                if exc is not None:
                     continue
                 if token.timeout is not None:
-                    task._timer = self._timers.add(monotonic() + token.timeout, lambda t=task: self._timed_out(t))
+                    task._timer = self._timers.add(monotonic() + token.timeout, partial(self._timed_out, task))
             elif kind is Sleep:
-                task._timer = self._timers.add(monotonic() + token.seconds, lambda t=task: self._wake_sleeper(t))
+                task._timer = self._timers.add(monotonic() + token.seconds, partial(self._wake_sleeper, task))
             elif kind is SleepUntil:
-                task._timer = self._timers.add(token.deadline, lambda t=task: self._wake_sleeper(t))
+                task._timer = self._timers.add(token.deadline, partial(self._wake_sleeper, task))
             else:
                 exc = UnknownTokenError(
                     f"{task.name} yielded {token!r}, which is not a reactor token; yield readable(), writable(), "
@@ -367,7 +395,7 @@ class Reactor:
             watch.writer = task
         try:
             self.backend.arm(fd, watch.mask())
-        except OSError as error:
+        except Exception as error:  # OSError (closed fd, regular file); ValueError for fd -1 (closed socket)
             if reading:
                 watch.reader = None
             else:
@@ -419,11 +447,11 @@ class Reactor:
                         except Exception:
                             log.exception("timer callback %r raised; the loop goes on", timer.callback)
                 for _ in range(len(ready)):
-                    callback = ready.popleft()
+                    soon = ready.popleft()
                     try:
-                        callback()
+                        soon()
                     except Exception:
-                        log.exception("callback %r raised; the loop goes on", callback)
+                        log.exception("callback %r raised; the loop goes on", soon)
         finally:
             self._running = False
             self._thread = None

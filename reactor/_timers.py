@@ -5,13 +5,16 @@ Cancelling only flips a flag and decrements the live count — the entry is drop
 the top — because most timers we arm (a read with a timeout, a per-request deadline) are cancelled
 long before they fire, and removal from the middle of a heap is O(n). When cancelled entries make
 up more than half of a large heap it is rebuilt, so memory stays bounded by twice the live count.
+
+`pop_due` hands out due timers one at a time, so a callback that cancels another timer due in the
+same loop turn really prevents it from firing; a timer armed by a callback waits for the next turn.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-from typing import Callable
+from typing import Callable, Iterator
 
 
 class Timer:
@@ -61,17 +64,28 @@ class TimerQueue:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
-    def pop_due(self, now: float) -> list[Timer]:
-        """Remove and return the active timers whose deadline is <= now, earliest first."""
-        heap = self._heap
-        due: list[Timer] = []
-        while heap and heap[0][0] <= now:
-            timer = heapq.heappop(heap)[2]
-            if timer.active:
+    def pop_due(self, now: float) -> Iterator[Timer]:
+        """Remove and yield the active timers whose deadline is <= now, earliest first.
+
+        Lazily: each timer is taken off the heap only after the previous one's callback ran, so a
+        timer cancelled by an earlier callback of the same batch is skipped. Timers armed while
+        the batch runs (sequence number past ``limit``) are left for the next loop turn.
+        """
+        limit = next(self._seq)
+        while True:
+            heap = self._heap  # re-read: _cancelled() may have rebuilt it during a callback
+            if not heap:
+                return
+            deadline, seq, timer = heap[0]
+            if not timer.active:
+                heapq.heappop(heap)
+            elif deadline > now or seq > limit:
+                return
+            else:
+                heapq.heappop(heap)
                 timer.active = False
                 self.live -= 1
-                due.append(timer)
-        return due
+                yield timer
 
     def clear(self) -> None:
         for _, _, timer in self._heap:
