@@ -114,6 +114,21 @@ def test_crashed_worker_is_replaced_and_the_others_keep_serving(procs: list[Proc
     assert proc.stop() == 0
 
 
+def test_workers_exit_when_the_supervisor_is_killed(procs: list[Proc]) -> None:
+    proc = Proc("-m", "examples.tiny", "--port", "0", "--workers", "2")
+    procs.append(proc)
+    proc.port()
+    pids = [int(proc.wait_for(rf"worker {i} started \(pid (\d+)\)").group(1)) for i in range(2)]
+    proc.popen.kill()
+    proc.popen.wait()
+    deadline = time.monotonic() + 5
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [pid for pid in pids if Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]]
+    assert not alive, f"orphaned workers still running: {alive}"
+
+
 def test_cli_serves_a_module_attribute_and_honours_vanilla_workers(procs: list[Proc]) -> None:
     proc = Proc("-m", "vanilla_async", "examples.tiny:handler", "--port", "0", env={"VANILLA_WORKERS": "3"})
     procs.append(proc)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import socket
 import threading
@@ -57,10 +58,12 @@ class Server:
         if self.port is not None:
             return self.port
         if self.config.port == 0:
-            probe = make_listener(self.config.host, 0, 1)
-            port = probe.getsockname()[1]
-            probe.close()
-            placeholder = socket.socket(probe.family, socket.SOCK_STREAM)
+            # A plain bind(0) (no SO_REUSEPORT) never returns a port some other reuseport group holds.
+            family = socket.getaddrinfo(self.config.host, 0, type=socket.SOCK_STREAM)[0][0]
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.bind((self.config.host, 0))
+                port = probe.getsockname()[1]
+            placeholder = socket.socket(family, socket.SOCK_STREAM)
             placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             placeholder.bind((self.config.host, port))
@@ -86,9 +89,9 @@ class Server:
             backend = probe.reactor.backend_name
             probe.listener.close()
             probe.reactor.close()
+            ready = [self._spawn(index) for index in range(self.workers)]
+            self._await_ready(ready)
             log.info("vanilla_async serving %s (backend=%s, workers=%d, pid=%d)", self.url, backend, self.workers, os.getpid())
-            for index in range(self.workers):
-                self._spawn(index)
             return self._supervise()
         finally:
             while signal.sigtimedwait(_SIGNALS, 0) is not None:
@@ -104,25 +107,43 @@ class Server:
         os.kill(self._parent, signal.SIGTERM)
 
     # -- internals ------------------------------------------------------------------------------------
-    def _spawn(self, index: int) -> None:
+    def _spawn(self, index: int) -> int:
+        """Fork worker ``index``; returns the read end of a pipe that gets one byte once it listens."""
+        ready_r, ready_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
             try:
+                os.close(ready_r)
                 signal.pthread_sigmask(signal.SIG_SETMASK, set())
                 for sig in _SIGNALS:
                     signal.signal(sig, signal.SIG_DFL)
                 if self._placeholder is not None:
                     self._placeholder.close()
-                code = _worker_main(self.config.with_(port=self.port), index)
+                code = _worker_main(self.config.with_(port=self.port), index, self._parent, ready_w)
             except BaseException:
                 log.exception("worker %d crashed", index)
             finally:
                 logging.shutdown()
                 os._exit(code)
+        os.close(ready_w)
         self._pids[pid] = index
         self._started_at[pid] = time.monotonic()
         log.info("worker %d started (pid %d)", index, pid)
+        return ready_r
+
+    def _await_ready(self, pipes: list[int], timeout: float = 30.0) -> None:
+        """Wait until every worker listens (or has died trying), so "serving" in the log is true."""
+        deadline = time.monotonic() + timeout
+        for fd in pipes:
+            try:
+                remaining = deadline - time.monotonic()
+                if remaining > 0 and select.select([fd], [], [], remaining)[0]:
+                    os.read(fd, 1)  # b"1" when listening, b"" when the worker died first
+                else:
+                    log.warning("a worker did not report ready within %.0fs", timeout)
+            finally:
+                os.close(fd)
 
     def _supervise(self) -> int:
         status = 0
@@ -166,7 +187,7 @@ class Server:
             for index, when in list(restart_at.items()):
                 if when <= now and not self._stopping:
                     del restart_at[index]
-                    self._spawn(index)
+                    os.close(self._spawn(index))
             if force_at is not None and now >= force_at:
                 force_at = None
                 self._signal_all(signal.SIGUSR1)
@@ -199,11 +220,20 @@ class Server:
         return dead
 
 
-def _worker_main(config: ServerConfig, index: int) -> int:
-    worker = Worker(config, index)
-    reactor = worker.reactor
-    reactor.add_signal_handler(signal.SIGTERM, lambda s: worker.begin_shutdown())
-    reactor.add_signal_handler(signal.SIGINT, lambda s: worker.begin_shutdown())
-    reactor.add_signal_handler(signal.SIGUSR1, lambda s: worker.stop_now())
+def _worker_main(config: ServerConfig, index: int, parent_pid: int, ready_fd: int) -> int:
+    try:
+        worker = Worker(config, index, parent_pid=parent_pid)
+        reactor = worker.reactor
+        # Handlers before readiness: a SIGTERM right after "serving" must drain, not kill.
+        reactor.add_signal_handler(signal.SIGTERM, lambda s: worker.begin_shutdown())
+        reactor.add_signal_handler(signal.SIGINT, lambda s: worker.begin_shutdown())
+        reactor.add_signal_handler(signal.SIGUSR1, lambda s: worker.stop_now())
+        worker.start()
+        try:
+            os.write(ready_fd, b"1")
+        except BrokenPipeError:
+            pass  # a restarted worker: the supervisor does not wait for it
+    finally:
+        os.close(ready_fd)
     worker.run()
     return 0

@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import os
 import socket
 import time
 from types import GeneratorType
@@ -65,8 +66,11 @@ def make_listener(host: str, port: int, backlog: int, reuse_port: bool = True) -
 class Worker:
     """Serve ``config`` on one reactor. `run()` blocks until shutdown completes."""
 
-    def __init__(self, config: ServerConfig, index: int = 0, listener: socket.socket | None = None) -> None:
+    def __init__(
+        self, config: ServerConfig, index: int = 0, listener: socket.socket | None = None, parent_pid: int | None = None
+    ) -> None:
         self.config = config
+        self.parent_pid = parent_pid  # a worker process drains and exits if its supervisor disappears
         self.index = index
         self.limits = config.limits
         self.handler = config.handler
@@ -240,6 +244,9 @@ class Worker:
         self._timers.append(self.reactor.call_later(delay, self._schedule_date))
 
     def _sweep(self) -> None:
+        if self.parent_pid is not None and os.getppid() != self.parent_pid and not self.stopping:
+            log.warning("worker %d: supervisor (pid %d) is gone; shutting down", self.index, self.parent_pid)
+            self.begin_shutdown()
         now = self.reactor.now = time.monotonic()
         for conn in [c for c in self.conns.values() if c.deadline <= now]:
             conn.expire(now)
