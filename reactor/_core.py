@@ -423,10 +423,10 @@ class Reactor:
         ready = self._ready
         try:
             while self._running:
+                deadline = timers.next_deadline()
                 if ready:
                     timeout = 0.0
                 else:
-                    deadline = timers.next_deadline()
                     timeout = -1.0 if deadline is None else max(0.0, deadline - monotonic())
                 try:
                     events = poll(timeout)
@@ -440,18 +440,19 @@ class Reactor:
                             callback(mask)
                         except Exception:
                             log.exception("callback for fd %d raised; the loop goes on", fd)
-                if timers.live:
+                if deadline is not None and deadline <= now:
                     for timer in timers.pop_due(now):
                         try:
                             timer.callback()
                         except Exception:
                             log.exception("timer callback %r raised; the loop goes on", timer.callback)
-                for _ in range(len(ready)):
-                    soon = ready.popleft()
-                    try:
-                        soon()
-                    except Exception:
-                        log.exception("callback %r raised; the loop goes on", soon)
+                if ready:
+                    for _ in range(len(ready)):
+                        soon = ready.popleft()
+                        try:
+                            soon()
+                        except Exception:
+                            log.exception("callback %r raised; the loop goes on", soon)
         finally:
             self._running = False
             self._thread = None

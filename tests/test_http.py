@@ -423,3 +423,42 @@ def test_grace_period_end_closes_parked_requests(backend: str) -> None:
     started = time.monotonic()
     server.assert_no_leaks(server.stop(grace=0.3))
     assert closed == [True] and time.monotonic() - started < 2
+
+
+# -- per-worker machinery -------------------------------------------------------------------------------------
+def test_date_header_is_current_and_refreshed_every_second(backend: str) -> None:
+    from email.utils import parsedate_to_datetime
+
+    with serve(echo, backend=backend) as server:
+        first = server.request(GET).header("date")
+        time.sleep(1.1)
+        second = server.request(GET).header("date")
+    assert first is not None and second is not None
+    t1, t2 = parsedate_to_datetime(first.decode()), parsedate_to_datetime(second.decode())
+    assert abs(t1.timestamp() - time.time()) < 3 and 1 <= (t2 - t1).total_seconds() <= 2
+
+
+def test_on_worker_start_runs_clientless_tasks_that_shutdown_closes(backend: str) -> None:
+    closed: list[bool] = []
+
+    def make_state() -> dict[str, int]:
+        return {"ticks": 0}
+
+    def on_worker_start(state: dict[str, int], reactor: Any) -> Iterator[Any]:
+        def ticker() -> Iterator[Any]:
+            try:
+                while True:
+                    yield sleep(0.02)
+                    state["ticks"] += 1
+            finally:
+                closed.append(True)
+
+        return ticker()
+
+    def handler(req: Request, out: bytearray) -> None:
+        respond(out, 200, b"%d" % req.state["ticks"])
+
+    with serve(handler, backend=backend, make_state=make_state, on_worker_start=on_worker_start) as server:
+        time.sleep(0.2)
+        assert int(server.request(GET).body) >= 3
+    assert closed == [True]
