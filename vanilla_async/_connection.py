@@ -49,7 +49,8 @@ from typing import TYPE_CHECKING, Any
 
 from reactor import BROKEN, PEER_CLOSED, READABLE, WRITABLE, Task
 
-from ._framer import Need, frame
+from ._framer import Need
+from ._headcache import frame_cached as frame
 from ._request import Request
 from ._response import error_response
 from .errors import HandlerError, ProtocolError
