@@ -25,17 +25,24 @@ by line, to say precisely what was wrong.
 
 Decisions (RFC 9112 unless noted):
 * Leading empty lines before the request line are skipped (§2.2). Bare LF and bare CR are errors.
-* HTTP/1.x with x > 1 is served as HTTP/1.1 (§2.3); any other major version is 505.
-* Content-Length: digits only; repeated (as lines or as a list) it must repeat one value (§6.3).
-  Together with Transfer-Encoding it is rejected, not resolved (§6.1 allows either; rejecting
-  closes the door on CL.TE smuggling).
-* Transfer-Encoding: only ``chunked``, once, as the final coding; anything else is 501; chunked
-  not final is 400; any Transfer-Encoding in an HTTP/1.0 request is 400 (§6.1).
+* HTTP/1.x with x > 1 is served as HTTP/1.1 (§2.3); any other major version is 505; a version that
+  is not ``HTTP/DIGIT.DIGIT`` but names major version 1 (``HTTP/1.10``) is a malformed 400.
+* Content-Length: digits only (leading zeros allowed); repeated (as lines or as a list) it must
+  repeat one value, and an empty list element is invalid (§6.3). Together with Transfer-Encoding it
+  is rejected, not resolved (§6.1 allows either; rejecting closes the door on CL.TE smuggling).
+* Transfer-Encoding: only ``chunked``, once, as the final coding. A final coding other than chunked
+  (``gzip``) or chunked applied twice is 400 — the length cannot be determined (§6.3 item 4); a
+  coding before a final chunked (``gzip, chunked``) is 501, not implemented (§6.1); any
+  Transfer-Encoding in an HTTP/1.0 request is 400 (§6.1).
+* ``Expect: 100-continue`` is honoured in HTTP/1.1 only (RFC 9110 §10.1.1).
 * Host: exactly one in HTTP/1.1, never more than one, no whitespace inside (§3.2).
 * Chunked bodies: chunk-size is 1–16 hex digits (larger is 400: overflow), extensions are checked
   and ignored, every chunk's data must be followed by CRLF, trailers are checked and kept apart.
 * Limits: request line → 414, head → 431, declared or decoded body → 413 — all decided before the
-  excess is buffered.
+  excess is buffered (less the up to three bytes that may still be the start of the terminating
+  CRLF / CRLFCRLF, so that every prefix of a request within the limits is a `Need`).
+* Split points: a prefix of a valid request is always a `Need`; a prefix of an invalid one is a
+  `Need` or the same error as the whole (the request line is judged before the fields, 414 before 431).
 """
 
 from __future__ import annotations
@@ -105,15 +112,17 @@ def frame(buf: bytes, pos: int, limits: Limits) -> Request | Need:
         if buf.startswith(b"\r\n", pos):
             return _skip_empty_lines(buf, pos, limits)
         return _incomplete_head(buf, pos, limits)
-    if hend - pos > limits.max_header_bytes:
-        raise ProtocolError(431, f"request header section exceeds {limits.max_header_bytes} bytes")
     le = buf.find(b"\r\n", pos)
     if le - pos > limits.max_request_line:
         raise ProtocolError(414, f"request line exceeds {limits.max_request_line} bytes")
+    if hend - pos > limits.max_header_bytes:
+        raise ProtocolError(431, f"request header section exceeds {limits.max_header_bytes} bytes")
     if _HEAD.fullmatch(buf, pos, hend + 2) is None:
         line = buf[pos:le]
         if _REQUEST_LINE.fullmatch(line) is None:
             raise ProtocolError(*_diagnose_request_line(line))
+        if line[-3] != 49:  # the version is known before the fields are: same answer as _incomplete_head
+            raise ProtocolError(505, f"HTTP version {line[-8:].decode('latin-1')} is not supported; use HTTP/1.1")
         raise ProtocolError(400, _diagnose_headers(buf[le + 2:hend + 2]))
     if buf[le - 3] != 49:  # major version != b"1"
         raise ProtocolError(505, f"HTTP version {buf[le - 8:le].decode('latin-1')} is not supported; use HTTP/1.1")
@@ -154,27 +163,43 @@ def frame(buf: bytes, pos: int, limits: Limits) -> Request | Need:
             raise ProtocolError(400, "Transfer-Encoding is not allowed in an HTTP/1.0 request")
         codings = _tokens(_values(lower, _TRANSFER_ENCODING))
         if codings != [b"chunked"]:
-            if b"chunked" in codings[:-1]:
-                raise ProtocolError(400, "chunked must be the final transfer coding, applied once")
             if not codings:
                 raise ProtocolError(400, "empty Transfer-Encoding header")
-            if codings[-1] == b"chunked":
-                raise ProtocolError(501, f"unsupported transfer coding {codings[0].decode('latin-1')!r}; only chunked is implemented")
-            raise ProtocolError(501, f"unsupported transfer coding {codings[-1].decode('latin-1')!r}; only chunked is implemented")
+            if b"chunked" in codings[:-1]:
+                raise ProtocolError(400, "chunked must be the final transfer coding, applied once")
+            if codings[-1] != b"chunked":  # §6.3: the body length cannot be determined -> MUST 400
+                raise ProtocolError(400, "chunked is not the final transfer coding; the body length is unknown")
+            # §6.1: framed by chunked, but with a coding we do not implement -> SHOULD 501
+            raise ProtocolError(501, f"unsupported transfer coding {codings[0].decode('latin-1')!r}; only chunked is implemented")
         return _frame_chunked(buf, pos, ts, le, lower, head_end, minor, keep_alive, limits)
-    values = _tokens(_values(lower, _CONTENT_LENGTH))
-    first = values[0] if values else b""
+    # Every element counts, empty ones included: "5," or an empty line beside "5" is invalid (§6.3 item 5).
+    values = [t.strip(b" \t") for v in _values(lower, _CONTENT_LENGTH) for t in v.split(b",")]
+    first = values[0]
     if not first.isdigit():
         raise ProtocolError(400, "Content-Length must be a non-negative decimal integer")
     for other in values[1:]:
         if other != first:
-            raise ProtocolError(400, "conflicting Content-Length values")
-    if len(first) > 18 or int(first) > limits.max_body_bytes:
-        raise ProtocolError(413, f"request body of {int(first)} bytes exceeds the limit of {limits.max_body_bytes}")
-    body_end = head_end + int(first)
+            raise ProtocolError(400, "conflicting Content-Length values" if other.isdigit()
+                                else "Content-Length must be a non-negative decimal integer")
+    length = int(first) if len(first) <= 18 else _big_length(first)
+    if length > limits.max_body_bytes:
+        raise ProtocolError(413, f"request body of {_shorten(first)} bytes exceeds the limit of {limits.max_body_bytes}")
+    body_end = head_end + length
     if len(buf) < body_end:
-        return Need(body_end - pos, lower.find(b"\r\nexpect:") >= 0 and _expects_continue(lower))
+        # RFC 9110 §10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored.
+        return Need(body_end - pos, minor == 1 and lower.find(b"\r\nexpect:") >= 0 and _expects_continue(lower))
     return Request(buf, pos, ts, le - 9, le, lower, head_end, body_end, minor, keep_alive, body_end)
+
+
+def _big_length(digits: bytes) -> int:
+    """A Content-Length of more than 18 digits: leading zeros are allowed (1*DIGIT), huge is huge."""
+    significant = digits.lstrip(b"0")
+    return int(significant) if len(significant) <= 18 else 1 << 63
+
+
+def _shorten(digits: bytes) -> str:
+    text = digits.lstrip(b"0").decode("ascii") or "0"
+    return text if len(text) <= 24 else text[:12] + "..." + f" ({len(text)} digits)"
 
 
 def _expects_continue(lower: bytes) -> bool:
@@ -198,22 +223,33 @@ def _skip_empty_lines(buf: bytes, pos: int, limits: Limits) -> Request | Need:
 def _incomplete_head(buf: bytes, pos: int, limits: Limits) -> Need:
     """No CRLFCRLF yet: reject what is already certain to be wrong, else ask for more."""
     size = len(buf) - pos
-    if size and buf[pos] < 0x21:
+    if size and buf[pos] < 0x21 and (size > 1 or buf[pos] != 13):  # a lone CR may start an empty line (§2.2)
         raise ProtocolError(400, "invalid first byte of the request line")
     le = buf.find(b"\r\n", pos)
-    if (le < 0 and size > limits.max_request_line) or le - pos > limits.max_request_line:
+    # Bytes that may be the start of the CRLF / CRLFCRLF ending the line / head do not count yet,
+    # so that every prefix of a request that is within the limits is answered "need more".
+    if (le < 0 and size - buf.endswith(b"\r") > limits.max_request_line) or le - pos > limits.max_request_line:
         raise ProtocolError(414, f"request line exceeds {limits.max_request_line} bytes")
-    if size > limits.max_header_bytes:
+    if size - _partial_terminator(buf) > limits.max_header_bytes:
         raise ProtocolError(431, f"request header section exceeds {limits.max_header_bytes} bytes")
-    if _BARE_LF.search(buf, pos) is not None:
-        raise ProtocolError(400, "bare LF or CR in the request head; lines must end with CRLF")
-    if le >= 0:
+    if le >= 0:  # the request line is judged first, as in frame(): the same input gets the same answer
         line = buf[pos:le]
         if _REQUEST_LINE.fullmatch(line) is None:
             raise ProtocolError(*_diagnose_request_line(line))
         if line[-3] != 49:
             raise ProtocolError(505, f"HTTP version {line[-8:].decode('latin-1')} is not supported; use HTTP/1.1")
+    if _BARE_LF.search(buf, pos) is not None:
+        raise ProtocolError(400, "bare LF or CR in the request head; lines must end with CRLF")
     return NEED_MORE
+
+
+def _partial_terminator(buf: bytes) -> int:
+    """How many bytes at the end of ``buf`` may be the start of a CRLFCRLF."""
+    if buf.endswith(b"\r\n\r"):
+        return 3
+    if buf.endswith(b"\r\n"):
+        return 2
+    return 1 if buf.endswith(b"\r") else 0
 
 
 def _frame_chunked(
@@ -233,6 +269,8 @@ def _frame_chunked(
             return Need(0, _expects_continue(lower) and p == head_end)
         m = _CHUNK_LINE.fullmatch(buf, p, cle)
         if m is None:
+            if _BARE_LF.search(buf, p, cle) is not None:
+                raise ProtocolError(400, "bare LF or CR in a chunk-size line")
             raise ProtocolError(400, "invalid chunk-size line")
         digits = m.group(1)
         if len(digits.lstrip(b"0")) > _MAX_SIZE_DIGITS:
@@ -261,7 +299,7 @@ def _frame_chunked(
     else:
         tend = buf.find(b"\r\n\r\n", p)
         if tend < 0:
-            if n - p > limits.max_header_bytes:
+            if n - p - _partial_terminator(buf) > limits.max_header_bytes:
                 raise ProtocolError(431, "trailer section too large")
             if _BARE_LF.search(buf, p) is not None:
                 raise ProtocolError(400, "bare LF or CR in the trailer section")
@@ -279,6 +317,8 @@ def _frame_chunked(
 
 
 def _diagnose_request_line(line: bytes) -> tuple[int, str]:
+    if b"\n" in line or b"\r" in line:
+        return 400, "bare LF or CR in the request line; lines must end with CRLF"
     parts = line.split(b" ")
     if len(parts) != 3 or not all(parts):
         return 400, "malformed request line; expected 'METHOD SP request-target SP HTTP/1.1' with single spaces"
@@ -286,9 +326,10 @@ def _diagnose_request_line(line: bytes) -> tuple[int, str]:
     if _TOKEN.fullmatch(method) is None:
         return 400, "invalid method (must be a token)"
     if re.fullmatch(rb"HTTP/[0-9]\.[0-9]", version) is None:
-        if re.fullmatch(rb"HTTP/[0-9]+(\.[0-9]+)?", version) is not None:
+        m = re.fullmatch(rb"HTTP/([0-9]+)(?:\.[0-9]+)?", version)
+        if m is not None and m.group(1).lstrip(b"0") != b"1":  # another major version (HTTP/2, HTTP/10.0)
             return 505, f"HTTP version {version.decode('latin-1')} is not supported; use HTTP/1.1"
-        return 400, "malformed HTTP version"
+        return 400, "malformed HTTP version (expected HTTP/1.1)"
     return 400, "invalid character in the request target"
 
 
