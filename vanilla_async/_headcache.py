@@ -57,18 +57,18 @@ def frame_cached(buf: bytes, pos: int, limits: Limits) -> Request | Need:
     if hend > pos and hend - pos <= MAX_KEY and buf[pos] != 13:
         key = buf[pos:hend]
         head = _cache.get(key)
-        if (
-            head is not None
-            and hend - pos <= limits.max_header_bytes
-            and head.base <= limits.max_request_line
-            and head.body_len <= limits.max_body_bytes
-        ):
-            body_start = pos + head.head_len
-            end = body_start + head.body_len
-            if len(buf) < end:
-                return Need(end - pos, head.expect_continue)
-            return Request(buf, pos, pos + head.ts, pos + head.te, pos + head.base, head.lower, body_start, end,
-                           head.minor, head.keep_alive, end)
+        if head is not None:
+            ts, te, base, lower, head_len, body_len, minor, keep_alive, expect_continue = head  # one unpack
+            if (
+                hend - pos <= limits.max_header_bytes
+                and base <= limits.max_request_line
+                and body_len <= limits.max_body_bytes
+            ):
+                body_start = pos + head_len
+                end = body_start + body_len
+                if len(buf) < end:
+                    return Need(end - pos, expect_continue)
+                return Request(buf, pos, pos + ts, pos + te, pos + base, lower, body_start, end, minor, keep_alive, end)
         result = frame(buf, pos, limits)
         if head is None and result.__class__ is Request:
             _remember(key, result, pos)
