@@ -35,7 +35,7 @@ Decisions (RFC 9112 unless noted):
   coding before a final chunked (``gzip, chunked``) is 501, not implemented (§6.1); any
   Transfer-Encoding in an HTTP/1.0 request is 400 (§6.1).
 * ``Expect: 100-continue`` is honoured in HTTP/1.1 only (RFC 9110 §10.1.1).
-* Host: exactly one in HTTP/1.1, never more than one, no whitespace inside (§3.2).
+* Host: exactly one in HTTP/1.1, never more than one, and a valid ``uri-host [":" port]`` (§3.2).
 * Chunked bodies: chunk-size is 1–16 hex digits (larger is 400: overflow), extensions are checked
   and ignored, every chunk's data must be followed by CRLF, trailers are checked and kept apart.
 * Limits: request line → 414, head → 431, declared or decoded body → 413 — all decided before the
@@ -67,7 +67,10 @@ _QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])
 _CHUNK_LINE = re.compile(
     rb"([0-9A-Fa-f]+)(?:[ \t]*;[ \t]*[" + _TCHAR + rb"]+(?:[ \t]*=[ \t]*(?:[" + _TCHAR + rb"]+|" + _QUOTED + rb"))?)*"
 )
-_INNER_WS = re.compile(rb"[^ \t][ \t]+[^ \t]")
+# RFC 9112 §3.2 / RFC 3986: Host = uri-host [ ":" port ], matched on the lower-cased copy; may be empty.
+_HOST_VALUE = re.compile(
+    rb"[ \t]*(?:\[[0-9a-z:._~!$&'()*+,;=-]+\]|(?:[0-9a-z._~!$&'()*+,;=-]|%[0-9a-f]{2})*)(?::[0-9]*)?[ \t]*"
+)
 _BARE_LF = re.compile(rb"(?<!\r)\n|\r(?!\n|\Z)")
 _MAX_CHUNK_LINE = 4096
 _MAX_SIZE_DIGITS = 16
@@ -139,8 +142,8 @@ def frame(buf: bytes, pos: int, limits: Limits) -> Request | Need:
     else:
         if lower.find(_HOST, h + 7) >= 0:
             raise ProtocolError(400, "more than one Host header")
-        if _INNER_WS.search(lower, h + 7, lower.find(b"\r\n", h + 7)) is not None:
-            raise ProtocolError(400, "invalid Host header value (whitespace inside)")
+        if _HOST_VALUE.fullmatch(lower, h + 7, lower.find(b"\r\n", h + 7)) is None:
+            raise ProtocolError(400, "invalid Host header value; expected host[:port] (RFC 9112 §3.2)")
 
     # Connection / keep-alive
     c = lower.find(_CONNECTION)
