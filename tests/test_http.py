@@ -462,3 +462,26 @@ def test_on_worker_start_runs_clientless_tasks_that_shutdown_closes(backend: str
         time.sleep(0.2)
         assert int(server.request(GET).body) >= 3
     assert closed == [True]
+
+
+def test_partial_body_then_fin_closes_at_once_not_at_the_read_timeout(backend: str) -> None:
+    with serve(echo, backend=backend, limits=Limits(read_timeout=30)) as server:
+        client = server.connect()
+        client.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        client.shut_wr()  # the body can never be completed now
+        started = time.monotonic()
+        assert client.closed_by_server(timeout=5)
+        assert time.monotonic() - started < 2
+
+
+def test_shutdown_lets_a_half_received_request_finish(backend: str) -> None:
+    with serve(echo, backend=backend) as server:
+        client = server.connect()
+        client.send(b"POST /late HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nabc")
+        time.sleep(0.1)
+        server.shutdown(grace=3)
+        time.sleep(0.1)
+        client.send(b"def")
+        r = client.read_response(b"POST")
+        assert r.body == b"POST /late HTTP/1.1|abcdef"
+        assert client.closed_by_server()

@@ -124,8 +124,8 @@ class Connection:
         if mask & WRITABLE and self.out:
             self.flush()
         if mask & (READABLE | _GONE) and not self.closed:
-            if self.task is None and not self.closing:
-                self.on_readable(mask)
+            if self.task is None and (not self.closing or (self.inbuf is not None and not self.lingering)):
+                self.on_readable(mask)  # (closing with a request half received: let it finish)
             elif self.task is None:
                 self._drain()
             else:
@@ -137,7 +137,7 @@ class Connection:
             try:
                 data = recv(BUFSIZE)
             except BlockingIOError:
-                return
+                break
             except OSError:
                 self.close()
                 return
@@ -152,19 +152,19 @@ class Connection:
                     return
                 if len(inbuf) < self.need:
                     if len(data) < BUFSIZE:
-                        return
+                        break
                     continue
                 data = bytes(inbuf)
                 self.inbuf = None
             self.serve(data)
             if len(data) < BUFSIZE or self.task is not None or self.closing:
-                if mask & PEER_CLOSED and not self.closed:
-                    # The FIN came with the data (one edge-triggered event): no later event will say so.
-                    if self.task is None:
-                        self.on_eof()
-                    else:
-                        self.close()
-                return
+                break
+        if mask & PEER_CLOSED and not self.closed:
+            # The FIN came with the data (one edge-triggered event): no later event will say so.
+            if self.task is None:
+                self.on_eof()
+            else:
+                self.close()
 
     def on_readable_parked(self, mask: int) -> None:
         """Readable while a task is parked: buffer (bounded), and notice the client leaving."""
@@ -245,8 +245,20 @@ class Connection:
                 break
         if self.inbuf is None:
             self.deadline = worker.reactor.now + limits.idle_timeout
-            self.read_since = 0.0
-            self.continue_sent = False
+            if self.read_since:
+                self.read_since = 0.0
+                self.continue_sent = False
+        if out and not self.wants_write and not self.closing:
+            # The common case inlined: the whole batch leaves in one send.
+            try:
+                sent = self.send(out)
+            except OSError:
+                sent = 0  # EAGAIN or a dead peer: flush() below finds out which
+            if sent == len(out):
+                out.clear()
+                return
+            if sent:
+                del out[:sent]
         self.flush()
 
     def keep_partial(self, buf: bytes, pos: int, need: Need) -> None:
