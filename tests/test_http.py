@@ -485,3 +485,22 @@ def test_shutdown_lets_a_half_received_request_finish(backend: str) -> None:
         r = client.read_response(b"POST")
         assert r.body == b"POST /late HTTP/1.1|abcdef"
         assert client.closed_by_server()
+
+
+def test_close_delimited_response_when_the_handler_ends_the_connection(backend: str) -> None:
+    def handler(req: Request, out: bytearray) -> None:
+        req.keep_alive = False  # this response is delimited by closing the connection
+        out += b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\nuntil the end"
+
+    with serve(handler, backend=backend) as server:
+        client = server.connect()
+        client.send(GET + GET)
+        r = client.read_response()
+        assert r.status == 200 and r.body == b"until the end" and r.closes
+
+
+def test_seed_style_server_test_returns_raw_responses_in_order(backend: str) -> None:
+    with serve(echo, backend=backend) as server:
+        raw = server.test([get(b"/one"), b"POST /two HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx"])
+    assert len(raw) == 2 and raw[0].startswith(b"HTTP/1.1 200 OK\r\n") and raw[0].endswith(b"GET /one HTTP/1.1|")
+    assert raw[1].endswith(b"POST /two HTTP/1.1|x")

@@ -183,3 +183,24 @@ def test_worker_count_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
         ServerConfig(handler=handler).worker_count()
     with pytest.raises(ConfigError, match="port"):
         ServerConfig(handler=handler, port=70000)
+
+
+def test_server_shutdown_from_another_thread_returns_cleanly(tmp_path: Path) -> None:
+    script = tmp_path / "embed.py"
+    script.write_text(
+        "import logging, threading, urllib.request\n"
+        "from vanilla_async import Server, ServerConfig, respond\n"
+        "def handler(req, out):\n"
+        "    respond(out, 200, b'embedded')\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "server = Server(ServerConfig(handler=handler, port=0, workers=2))\n"
+        "def probe():\n"
+        "    body = urllib.request.urlopen(server.url + '/', timeout=5).read()\n"
+        "    print('BODY', body.decode(), flush=True)\n"
+        "    server.shutdown(grace=0.5)\n"
+        "threading.Timer(1.0, probe).start()\n"
+        "print('EXIT', server.run(), flush=True)\n"
+    )
+    result = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert "BODY embedded" in result.stdout and "EXIT 0" in result.stdout, result.stderr

@@ -44,7 +44,9 @@ class Request:
         self._chunked: bytes | None = None  # decoded body when Transfer-Encoding: chunked
         self._trailers: bytes = b""
         self.minor = minor  #: HTTP minor version (0 or 1)
-        self.keep_alive = keep_alive  #: False when the connection closes after this response
+        #: False when the connection closes after this response. A handler may set it to False to
+        #: close after its response (e.g. a close-delimited body); it cannot re-open a closing one.
+        self.keep_alive = keep_alive
         self.end = end  #: offset just past this request in the chunk (where a pipelined one starts)
         self.fd = -1  #: the client socket's fd (-1 when the handler is called directly)
         self.state: Any = None  #: the worker's state, from ``ServerConfig.make_state()``
