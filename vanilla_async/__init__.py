@@ -14,10 +14,10 @@ from ._request import Request
 from ._response import StaticResponse, date_header, error_response, header_line, respond, status_line
 from ._server import Server
 from ._worker import Worker
-from .errors import ConfigError, HandlerError, ProtocolError, ResponseError, VanillaError
+from .errors import ConfigError, HandlerError, ProtocolError, ResponseError, ShuttingDown, VanillaError
 
 __all__ = (
     "ConfigError", "HandlerError", "Limits", "Need", "ProtocolError", "Request", "ResponseError", "Server",
-    "ServerConfig", "StaticResponse", "VanillaError", "Worker", "date_header", "error_response", "frame",
+    "ServerConfig", "ShuttingDown", "StaticResponse", "VanillaError", "Worker", "date_header", "error_response", "frame",
     "header_line", "readable", "respond", "sleep", "sleep_until", "status_line", "writable",
 )

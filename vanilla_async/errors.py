@@ -6,6 +6,8 @@
 * `ResponseError` — *your* code tried to build a response that would be wrong on the wire (a CR or
   LF in a header: response splitting; an invalid status). Raised where the mistake is made.
 * `ConfigError` — a `ServerConfig`/`Limits` value makes no sense; raised before anything starts.
+* `ShuttingDown` — thrown *into* a parked generator handler when the server's grace period ends:
+  append a final message (an SSE event, the last chunk) and return; the connection then closes.
 * `HandlerError` — a handler broke the handler contract (e.g. returned something that is neither
   ``None`` nor a generator). The request gets a 500.
 """
@@ -36,3 +38,11 @@ class ConfigError(VanillaError, ValueError):
 
 class HandlerError(VanillaError, TypeError):
     """A handler did not keep the handler contract."""
+
+
+class ShuttingDown(VanillaError):
+    """Raised at a parked generator's ``yield`` when the grace period of a shutdown is over.
+
+    Catch it to say goodbye (a final SSE event, the terminating chunk) and return; whatever was
+    appended is flushed before the connection closes. A generator that yields again is closed.
+    """
