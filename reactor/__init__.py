@@ -10,11 +10,11 @@ from ._backends import BACKENDS, BROKEN, ERROR, HANGUP, PEER_CLOSED, READABLE, W
 from ._core import Reactor, ReactorStats, Task
 from ._errors import BusyResourceError, ClosedResourceError, ReactorClosedError, ReactorError, UnknownTokenError
 from ._timers import Timer
-from ._tokens import Readable, Sleep, SleepUntil, Token, Writable, readable, sleep, sleep_until, writable
+from ._tokens import First, Readable, Sleep, SleepUntil, Token, Writable, first, readable, sleep, sleep_until, writable
 
 __all__ = (
     "BACKENDS", "BROKEN", "ERROR", "HANGUP", "PEER_CLOSED", "READABLE", "WRITABLE",
     "BusyResourceError", "ClosedResourceError", "Readable", "Reactor", "ReactorClosedError", "ReactorError",
     "ReactorStats", "Sleep", "SleepUntil", "Task", "Timer", "Token", "UnknownTokenError", "Writable",
-    "default_backend_name", "make_backend", "readable", "sleep", "sleep_until", "writable",
+    "default_backend_name", "first", "First", "make_backend", "readable", "sleep", "sleep_until", "writable",
 )

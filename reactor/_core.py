@@ -45,7 +45,7 @@ from typing import Any, Callable, Generator, NamedTuple
 from ._backends import BROKEN, READABLE, WRITABLE, EpollBackend, SelectorsBackend, make_backend
 from ._errors import BusyResourceError, ClosedResourceError, ReactorClosedError, UnknownTokenError
 from ._timers import Timer, TimerQueue
-from ._tokens import Readable, Sleep, SleepUntil, Writable
+from ._tokens import First, Readable, Sleep, SleepUntil, Writable
 
 log = logging.getLogger("reactor")
 
@@ -65,7 +65,7 @@ class ReactorStats(NamedTuple):
 class Task:
     """A generator driven by the reactor. Subclass and override the hooks to observe it."""
 
-    __slots__ = ("gen", "name", "reactor", "_fd", "_timer", "_reading", "done", "__weakref__")
+    __slots__ = ("gen", "name", "reactor", "_fd", "_timer", "_reading", "_race", "done", "__weakref__")
 
     def __init__(self, gen: TaskGenerator, name: str = "") -> None:
         if not hasattr(gen, "send") or not hasattr(gen, "throw"):
@@ -76,6 +76,7 @@ class Task:
         self._fd = -1  # fd the task is parked on, or -1
         self._reading = True
         self._timer: Timer | None = None
+        self._race: _Race | None = None
         self.done = False
 
     # -- hooks ---------------------------------------------------------------------------------
@@ -92,6 +93,62 @@ class Task:
     def __repr__(self) -> str:
         state = "done" if self.done else ("parked on fd %d" % self._fd if self._fd >= 0 else "parked")
         return f"<{type(self).__name__} {self.name} {state}>"
+
+
+def _one(token: Any) -> TaskGenerator:
+    return (yield token)
+
+
+class _Race:
+    """A task parked on `first(...)`: one arm task per token; the first arm to finish wins."""
+
+    __slots__ = ("reactor", "task", "arms", "over", "setup_error")
+
+    def __init__(self, reactor: Reactor, task: Task) -> None:
+        self.reactor = reactor
+        self.task = task
+        self.arms: list[_RaceArm] = []
+        self.over = False
+        self.setup_error: BaseException | None = None
+
+    def withdraw(self) -> None:
+        self.over = True
+        for arm in self.arms:
+            self.reactor.cancel(arm)
+
+    def won(self, index: int, value: Any) -> None:
+        if self.over:
+            return
+        self.withdraw()
+        task = self.task
+        task._race = None
+        self.reactor._step(task, (index, value), None)
+
+    def lost(self, error: BaseException) -> None:
+        if self.over:
+            return
+        if self.task._race is not self:  # still being set up: `_park_race` throws it in
+            self.setup_error = error
+            self.over = True
+            return
+        self.withdraw()
+        self.task._race = None
+        self.reactor._step(self.task, None, error)
+
+
+class _RaceArm(Task):
+    __slots__ = ("race", "index")
+
+    def __init__(self, race: _Race, index: int, token: Any) -> None:
+        super().__init__(_one(token), f"{race.task.name}[first #{index}]")
+        self.race = race
+        self.index = index
+
+    def finished(self, value: Any) -> None:
+        self.race.won(self.index, value)
+
+    def failed(self, exc: BaseException) -> None:
+        self.race.lost(exc)
 
 
 class _FdWatch:
@@ -136,6 +193,7 @@ class Reactor:
         self._ready: collections.deque[Callable[[], object]] = collections.deque()
         self._tasks: set[Task] = set()
         self._running = False
+        self._stop_requested = False  # set by stop(); honoured even if stop() came before run()
         self._closed = False
         self._thread: int | None = None
         self._wake_r, self._wake_w = socket.socketpair()
@@ -283,6 +341,10 @@ class Reactor:
                 self.throw(task, ClosedResourceError(f"fd {fd} was closed while a task waited on it"))
 
     def _unpark(self, task: Task) -> None:
+        race = task._race
+        if race is not None:
+            task._race = None
+            race.withdraw()
         fd = task._fd
         if fd >= 0:
             task._fd = -1
@@ -367,14 +429,30 @@ class Reactor:
                 task._timer = self._timers.add(monotonic() + token.seconds, partial(self._wake_sleeper, task))
             elif kind is SleepUntil:
                 task._timer = self._timers.add(token.deadline, partial(self._wake_sleeper, task))
+            elif kind is First:
+                exc = self._park_race(task, token.tokens)
+                if exc is not None:
+                    continue
             else:
                 exc = UnknownTokenError(
                     f"{task.name} yielded {token!r}, which is not a reactor token; yield readable(), writable(), "
-                    "sleep() or sleep_until() (or `yield from` a helper that does)"
+                    "sleep(), sleep_until() or first() (or `yield from` a helper that does)"
                 )
                 continue
             task.parked()
             return
+
+    def _park_race(self, task: Task, tokens: tuple[Any, ...]) -> BaseException | None:
+        race = _Race(self, task)
+        for index, token in enumerate(tokens):
+            arm = _RaceArm(race, index, token)
+            race.arms.append(arm)
+            self.start(arm)
+            if race.over:  # an arm could not even park (busy or closed fd): nothing is waited on
+                race.withdraw()
+                return race.setup_error
+        task._race = race
+        return None
 
     def _park_fd(self, task: Task, fd: int, reading: bool) -> BaseException | None:
         watch = self._watches.get(fd)
@@ -422,7 +500,7 @@ class Reactor:
         timers = self._timers
         ready = self._ready
         try:
-            while self._running:
+            while not self._stop_requested:
                 deadline = timers.next_deadline()
                 if ready:
                     timeout = 0.0
@@ -455,6 +533,7 @@ class Reactor:
                             log.exception("callback %r raised; the loop goes on", soon)
         finally:
             self._running = False
+            self._stop_requested = False
             self._thread = None
 
     @property
@@ -462,8 +541,9 @@ class Reactor:
         return self._running
 
     def stop(self) -> None:
-        """Make `run()` return after the current loop turn. Safe from any thread."""
-        self._running = False
+        """Make `run()` return after the current loop turn (or after its first turn, if it has not
+        started yet — a stop is never lost). Safe from any thread."""
+        self._stop_requested = True
         if self._thread is not None and self._thread != threading.get_ident():
             self.call_soon_threadsafe(lambda: None)
 

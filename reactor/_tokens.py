@@ -12,6 +12,7 @@ What the `yield` evaluates to when the generator is resumed:
 ``writable(fd, t)``    the same for writability.
 ``sleep(s)``           ``None`` after at least ``s`` seconds.
 ``sleep_until(t)``     ``None`` once the reactor clock (`time.monotonic`) reaches ``t``.
+``first(a, b, ...)``   ``(index, value)`` of the token that fired first; the others are withdrawn.
 =====================  ========================================================================
 
 If the fd cannot be watched at all (closed, a regular file, busy) the error is *thrown into the
@@ -56,7 +57,13 @@ class SleepUntil(NamedTuple):
     deadline: float
 
 
-Token = Union[Readable, Writable, Sleep, SleepUntil]
+class First(NamedTuple):
+    """Wait for whichever of ``tokens`` fires first; the yield gives ``(index, value)``."""
+
+    tokens: tuple[Readable | Writable | Sleep | SleepUntil, ...]
+
+
+Token = Union[Readable, Writable, Sleep, SleepUntil, First]
 
 
 def _fileno(fd: FdLike) -> int:
@@ -96,3 +103,13 @@ def sleep(seconds: float) -> Sleep:
 def sleep_until(deadline: float) -> SleepUntil:
     """Token: park until `time.monotonic()` reaches ``deadline``."""
     return SleepUntil(float(deadline))
+
+
+def first(*tokens: Readable | Writable | Sleep | SleepUntil) -> First:
+    """Token: race several tokens, e.g. ``i, ready = yield first(readable(fd), sleep(5))``."""
+    if not tokens:
+        raise ValueError("first() needs at least one token")
+    for token in tokens:
+        if type(token) not in (Readable, Writable, Sleep, SleepUntil):
+            raise TypeError(f"first() races readable/writable/sleep/sleep_until tokens, got {token!r}")
+    return First(tuple(tokens))
