@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Iterator
+from typing import Any, Generator, Iterator
 
 import pytest
 
@@ -21,7 +21,7 @@ def reactor(request: pytest.FixtureRequest) -> Iterator[Reactor]:
     assert stats.tasks == 0 and stats.watched_fds == 0 and stats.callbacks == 0, stats
 
 
-def run_until_done(reactor: Reactor, gen: Iterator[Any]) -> list[Any]:
+def run_until_done(reactor: Reactor, gen: Generator[Any, Any, Any]) -> list[Any]:
     results: list[Any] = []
 
     class Collect(Task):
@@ -38,7 +38,7 @@ def run_until_done(reactor: Reactor, gen: Iterator[Any]) -> list[Any]:
 def test_the_first_token_to_fire_wins_and_the_others_are_withdrawn(reactor: Reactor) -> None:
     rd, wr = os.pipe()
     try:
-        def handler() -> Iterator[Any]:
+        def handler() -> Generator[Any, Any, Any]:
             a = yield first(readable(rd), sleep(0.05))  # nothing to read: the sleep wins
             os.write(wr, b"x")
             b = yield first(sleep(2), readable(rd))  # the pipe wins at once, the 2 s sleep is dropped
@@ -56,7 +56,7 @@ def test_the_first_token_to_fire_wins_and_the_others_are_withdrawn(reactor: Reac
 def test_readable_with_its_own_timeout_inside_a_race(reactor: Reactor) -> None:
     rd, wr = os.pipe()
     try:
-        def handler() -> Iterator[Any]:
+        def handler() -> Generator[Any, Any, Any]:
             return (yield first(readable(rd, timeout=0.02), sleep(1)))
 
         assert run_until_done(reactor, handler()) == [(0, False)]  # the read timed out first
@@ -69,7 +69,7 @@ def test_cancelling_a_racing_task_withdraws_every_arm(reactor: Reactor) -> None:
     rd, wr = os.pipe()
     cleaned: list[bool] = []
     try:
-        def handler() -> Iterator[Any]:
+        def handler() -> Generator[Any, Any, Any]:
             try:
                 yield first(readable(rd), sleep(10))
             finally:
@@ -87,10 +87,10 @@ def test_cancelling_a_racing_task_withdraws_every_arm(reactor: Reactor) -> None:
 def test_an_arm_that_cannot_park_throws_into_the_racer(reactor: Reactor) -> None:
     rd, wr = os.pipe()
     try:
-        def holder() -> Iterator[Any]:
+        def holder() -> Generator[Any, Any, Any]:
             yield readable(rd)
 
-        def racer() -> Iterator[Any]:
+        def racer() -> Generator[Any, Any, Any]:
             try:
                 yield first(sleep(5), readable(rd))
             except BusyResourceError as exc:
