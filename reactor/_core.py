@@ -15,7 +15,8 @@ Two kinds of client use it:
 * **tasks**: a `Task` wraps a generator that yields tokens (`readable`, `writable`, `sleep`,
   `sleep_until`). `start(task)` runs it until its first `yield`; the token *parks* it — on an fd
   (`_FdWatch`, at most one reader and one writer per fd, like trio and curio) and/or on a timer —
-  and when that fires the task is resumed with the value the token promises. Tokens are dispatched
+  and when that fires the task is resumed with the value the token promises — unless the task is
+*held* (`hold`: its consumer is behind), in which case the value waits until `release`. Tokens are dispatched
   with exact ``type() is`` checks, and a resume runs the generator in a ``while`` loop (never
   recursion) until it parks again or returns. A yielded non-token is thrown back into the
   generator as `UnknownTokenError`.
@@ -65,7 +66,7 @@ class ReactorStats(NamedTuple):
 class Task:
     """A generator driven by the reactor. Subclass and override the hooks to observe it."""
 
-    __slots__ = ("gen", "name", "reactor", "_fd", "_timer", "_reading", "_race", "done", "__weakref__")
+    __slots__ = ("gen", "name", "reactor", "_fd", "_timer", "_reading", "_race", "_held", "_stash", "done", "__weakref__")
 
     def __init__(self, gen: TaskGenerator, name: str = "") -> None:
         if not hasattr(gen, "send") or not hasattr(gen, "throw"):
@@ -77,6 +78,8 @@ class Task:
         self._reading = True
         self._timer: Timer | None = None
         self._race: _Race | None = None
+        self._held = False  # see Reactor.hold
+        self._stash: tuple[Any, BaseException | None] | None = None
         self.done = False
 
     # -- hooks ---------------------------------------------------------------------------------
@@ -323,10 +326,26 @@ class Reactor:
             log.exception("task %s raised while being closed", task.name)
 
     def throw(self, task: Task, exc: BaseException) -> None:
-        """Unpark ``task`` and raise ``exc`` inside it at its ``yield``."""
+        """Unpark ``task`` and raise ``exc`` inside it at its ``yield`` (even if it is held)."""
         if not task.done:
             self._unpark(task)
+            task._held = False
+            task._stash = None
             self._step(task, None, exc)
+
+    def hold(self, task: Task) -> None:
+        """Do not resume ``task`` until `release`: if what it waits for happens meanwhile, the
+        value is kept and delivered on release (backpressure: its consumer is behind)."""
+        task._held = True
+
+    def release(self, task: Task) -> None:
+        """Undo `hold`; a value that arrived while held is delivered now."""
+        if not task._held:
+            return
+        task._held = False
+        stash, task._stash = task._stash, None
+        if stash is not None and not task.done:
+            self._step(task, stash[0], stash[1])
 
     def notify_closing(self, fd: int) -> None:
         """Call before closing an fd that parked generators may wait on: they get `ClosedResourceError`."""
@@ -399,6 +418,9 @@ class Reactor:
 
     def _step(self, task: Task, value: Any, exc: BaseException | None) -> None:
         """Resume ``task`` with ``value`` (or ``exc``) and run it until it parks or ends."""
+        if task._held:
+            task._stash = (value, exc)
+            return
         gen = task.gen
         while True:
             try:

@@ -37,23 +37,33 @@ input until EOF or a short timeout) so the client reads the error instead of a r
 **Deadlines.** One ``deadline`` per connection, checked by the worker's sweep timer: while output
 is stuck, the write timeout (renewed on progress); while a request is partially read, the read
 timeout (from its first byte, never renewed: slowloris is reaped with 408); while idle, the
-keep-alive timeout. Parked tasks carry no deadline here.
+keep-alive timeout. A parked generator has its own timer, the request deadline (``req.timeout``
+or ``Limits.request_timeout``): past it the generator is closed and the client gets 504, or the
+connection is closed if part of the response already left.
+
+**Backpressure.** A parked generator whose connection has more than ``output_high_water`` bytes
+unsent is *held* by the reactor: what it waits for may happen, but it is not resumed (and so
+appends nothing) until the client has read the output down to half the mark. Beyond
+``max_output_buffer`` the connection is closed; a client that stops reading altogether is cut by
+the write timeout.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import socket
+from functools import partial
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
-from reactor import BROKEN, PEER_CLOSED, READABLE, WRITABLE, Task
+from reactor import BROKEN, PEER_CLOSED, READABLE, WRITABLE, Task, Timer
 
 from ._framer import Need
 from ._headcache import frame_cached as frame
 from ._request import Request
 from ._response import error_response
-from .errors import HandlerError, ProtocolError
+from .errors import HandlerError, ProtocolError, ShuttingDown
 
 if TYPE_CHECKING:
     from ._worker import Worker
@@ -71,7 +81,7 @@ _GONE = BROKEN | PEER_CLOSED
 class RequestTask(Task):
     """A parked generator handler and the connection it answers."""
 
-    __slots__ = ("conn", "req", "mark", "sent", "inline")
+    __slots__ = ("conn", "req", "mark", "sent", "inline", "timer")
 
     def __init__(self, gen: Any, conn: Connection, req: Request, mark: int) -> None:
         super().__init__(gen, getattr(gen, "__qualname__", "handler"))
@@ -80,17 +90,25 @@ class RequestTask(Task):
         self.mark = mark  # where this request's response starts in conn.out
         self.sent = False  # part of this response has left: too late for a 500
         self.inline = True  # still inside the first step (called from Connection.serve)
+        self.timer: Timer | None = None  # the request deadline, while parked
 
     def parked(self) -> None:
         self.inline = False
         self.conn.flush()
 
     def finished(self, value: Any) -> None:
+        self.disarm()
         if not self.inline:
             self.conn.task_finished(self)
 
     def failed(self, exc: BaseException) -> None:
+        self.disarm()
         self.conn.task_failed(self, exc)
+
+    def disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 class Connection:
@@ -291,7 +309,11 @@ class Connection:
         # Parked: requests behind it wait in inbuf; the first step's output was flushed by parked().
         self.inbuf = bytearray(buf[pos:]) if pos < len(buf) else None
         self.need = 0
-        self.deadline = _INF
+        if not self.out:
+            self.deadline = _INF  # (else the write timeout set by the flush stands)
+        timeout = req.timeout if req.timeout is not None else self.worker.limits.request_timeout
+        if timeout is not None and timeout != math.inf and not task.done:
+            task.timer = self.worker.reactor.call_later(timeout, partial(self.request_expired, task))
         return False
 
     def task_finished(self, task: RequestTask) -> None:
@@ -315,8 +337,33 @@ class Connection:
         if self.task is None and not self.closing and not self.closed:
             self.on_readable()  # edge-triggered: bytes that arrived while parked raised no new edge
 
+    def request_expired(self, task: RequestTask) -> None:
+        """The request's deadline passed while its generator was parked: 504, or close if too late."""
+        task.timer = None
+        if task.done or self.task is not task or self.closed:
+            return
+        log.info("request %r on fd %d exceeded its deadline; closing its generator", task.req, self.fd)
+        self.task = None
+        self.worker.reactor.cancel(task)  # its finally blocks run now
+        if task.sent:
+            self.close()
+            return
+        del self.out[task.mark:]  # drop a partial response (and anything its finally appended)
+        self.fail(ProtocolError(504, "the handler did not answer in time"), log_it=False)
+
+    def interrupt(self) -> None:
+        """The shutdown grace period is over: let a parked generator say goodbye, then close."""
+        task = self.task
+        if task is not None and not task.done:
+            self.worker.reactor.throw(task, ShuttingDown("the server is shutting down"))
+        if not self.closed:
+            self.close()
+
     def task_failed(self, task: RequestTask, exc: BaseException) -> None:
         self.task = None
+        if isinstance(exc, ShuttingDown):  # it did not catch it: nothing to say, just close
+            self.close()
+            return
         if task.inline:
             task.inline = False
         self.handler_failed(task.req, exc, task.mark, sent=task.sent)
@@ -361,6 +408,8 @@ class Connection:
                 task.mark = max(0, task.mark - sent)
             if sent == len(out):
                 out.clear()
+                if task is not None and task._held:
+                    self._backpressure(task)
             else:
                 if sent:
                     del out[:sent]
@@ -368,6 +417,8 @@ class Connection:
                 if not self.wants_write:
                     self.wants_write = True
                     self.worker.reactor.want_write(self.fd, True)
+                if task is not None:
+                    self._backpressure(task)
                 return
         if self.wants_write:
             self.wants_write = False
@@ -381,6 +432,23 @@ class Connection:
                 self._start_linger()
             else:
                 self.close()
+
+    def _backpressure(self, task: RequestTask) -> None:
+        """Hold a streaming generator while its output is backed up; cut a reader that is hopeless."""
+        pending = len(self.out)
+        limits = self.worker.limits
+        reactor = self.worker.reactor
+        if pending > limits.max_output_buffer:
+            log.info("fd %d: %d bytes unsent exceed max_output_buffer; closing the slow reader", self.fd, pending)
+            self.close()
+        elif pending > limits.output_high_water:
+            reactor.hold(task)
+        elif task._held and pending <= limits.output_high_water // 2:
+            reactor.call_soon(partial(self._release, task))  # next turn: never re-enter the generator here
+
+    def _release(self, task: RequestTask) -> None:
+        if self.task is task and not task.done and not self.closed:
+            self.worker.reactor.release(task)
 
     def _start_linger(self) -> None:
         """Lingering close: stop sending, then discard input until EOF so the client reads our answer."""
@@ -442,6 +510,7 @@ class Connection:
         task = self.task
         if task is not None:
             self.task = None
+            task.disarm()
             worker.reactor.cancel(task)
         worker.reactor.remove(self.fd)
         try:

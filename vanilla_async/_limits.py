@@ -21,6 +21,14 @@ class Limits:
     ``write_timeout``     a response that makes no progress for this long (client not reading) is
                           abandoned and the connection closed.
     ``max_connections``   open client connections per worker → **503** and close beyond it.
+    ``request_timeout``   deadline for a generator handler to finish its response (``None``: none).
+                          Past it the generator is closed and the client gets **504** if nothing was
+                          sent yet, else the connection is closed. Per request: set ``req.timeout``.
+    ``output_high_water`` a parked generator is not resumed while more than this many bytes of its
+                          connection's output are unsent (backpressure for streams); it resumes once
+                          the client has read down to half of it.
+    ``max_output_buffer`` a streaming connection with more unsent output than this is closed (a slow
+                          or stalled reader cannot grow memory without bound).
     """
 
     max_request_line: int = 8 * 1024
@@ -30,9 +38,13 @@ class Limits:
     idle_timeout: float = 60.0
     write_timeout: float = 30.0
     max_connections: int = 10_000
+    request_timeout: float | None = None
+    output_high_water: int = 256 * 1024
+    max_output_buffer: int = 8 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        for name in ("max_request_line", "max_header_bytes", "max_body_bytes", "max_connections"):
+        for name in ("max_request_line", "max_header_bytes", "max_body_bytes", "max_connections", "output_high_water",
+                     "max_output_buffer"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"Limits.{name} must be a positive int, got {value!r}")
@@ -40,6 +52,15 @@ class Limits:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ConfigError(f"Limits.{name} must be a number of seconds > 0, got {value!r}")
+        if self.request_timeout is not None and (
+            not isinstance(self.request_timeout, (int, float)) or not self.request_timeout > 0
+        ):
+            raise ConfigError(f"Limits.request_timeout must be None or seconds > 0, got {self.request_timeout!r}")
+        if self.output_high_water > self.max_output_buffer:
+            raise ConfigError(
+                f"Limits.output_high_water ({self.output_high_water}) cannot exceed max_output_buffer "
+                f"({self.max_output_buffer})"
+            )
         if self.max_request_line > self.max_header_bytes:
             raise ConfigError(
                 f"Limits.max_request_line ({self.max_request_line}) cannot exceed max_header_bytes "

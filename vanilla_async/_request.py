@@ -26,7 +26,7 @@ class Request:
 
     __slots__ = (
         "_buf", "_start", "_ts", "_te", "_base", "_lower", "_bs", "_be", "_chunked", "_trailers",
-        "minor", "keep_alive", "end", "fd", "state",
+        "minor", "keep_alive", "end", "fd", "state", "timeout",
     )
 
     def __init__(
@@ -50,6 +50,9 @@ class Request:
         self.end = end  #: offset just past this request in the chunk (where a pipelined one starts)
         self.fd = -1  #: the client socket's fd (-1 when the handler is called directly)
         self.state: Any = None  #: the worker's state, from ``ServerConfig.make_state()``
+        #: seconds a generator handler may take (``None``: ``Limits.request_timeout``; ``math.inf``: no
+        #: deadline, e.g. for an endless stream). Set it before the generator's first ``yield``.
+        self.timeout: float | None = None
 
     # -- request line ------------------------------------------------------------------------------
     @property

@@ -138,11 +138,12 @@ class Worker:
         self.force_close()
 
     def force_close(self) -> None:
-        """The grace period is over: close every connection now (parked generators are closed)."""
+        """The grace period is over: parked generators get `ShuttingDown` thrown in (a last word,
+        e.g. a final SSE event, is flushed), then every connection is closed."""
         if self.conns:
             log.info("worker %d: grace period over, closing %d connection(s)", self.index, len(self.conns))
         for conn in list(self.conns.values()):
-            conn.close()
+            conn.interrupt()
         self._maybe_done()
 
     def _maybe_done(self) -> None:
