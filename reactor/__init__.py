@@ -7,14 +7,14 @@ fires. Long-lived sockets get plain callbacks instead (`Reactor.add_stream`). Ba
 """
 
 from ._backends import BACKENDS, BROKEN, ERROR, HANGUP, PEER_CLOSED, READABLE, WRITABLE, default_backend_name, make_backend
-from ._core import Reactor, ReactorStats, Task
+from ._core import ParkingLot, Reactor, ReactorStats, Task
 from ._errors import BusyResourceError, ClosedResourceError, ReactorClosedError, ReactorError, UnknownTokenError
 from ._timers import Timer
-from ._tokens import First, Readable, Sleep, SleepUntil, Token, Writable, first, readable, sleep, sleep_until, writable
+from ._tokens import First, Park, Readable, Sleep, SleepUntil, Token, Writable, first, park, readable, sleep, sleep_until, writable
 
 __all__ = (
     "BACKENDS", "BROKEN", "ERROR", "HANGUP", "PEER_CLOSED", "READABLE", "WRITABLE",
-    "BusyResourceError", "ClosedResourceError", "Readable", "Reactor", "ReactorClosedError", "ReactorError",
+    "BusyResourceError", "Park", "ParkingLot", "park", "ClosedResourceError", "Readable", "Reactor", "ReactorClosedError", "ReactorError",
     "ReactorStats", "Sleep", "SleepUntil", "Task", "Timer", "Token", "UnknownTokenError", "Writable",
     "default_backend_name", "first", "First", "make_backend", "readable", "sleep", "sleep_until", "writable",
 )

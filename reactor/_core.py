@@ -46,7 +46,7 @@ from typing import Any, Callable, Generator, NamedTuple
 from ._backends import BROKEN, READABLE, WRITABLE, EpollBackend, SelectorsBackend, make_backend
 from ._errors import BusyResourceError, ClosedResourceError, ReactorClosedError, UnknownTokenError
 from ._timers import Timer, TimerQueue
-from ._tokens import First, Readable, Sleep, SleepUntil, Writable
+from ._tokens import First, Park, Readable, Sleep, SleepUntil, Writable
 
 log = logging.getLogger("reactor")
 
@@ -66,7 +66,9 @@ class ReactorStats(NamedTuple):
 class Task:
     """A generator driven by the reactor. Subclass and override the hooks to observe it."""
 
-    __slots__ = ("gen", "name", "reactor", "_fd", "_timer", "_reading", "_race", "_held", "_stash", "done", "__weakref__")
+    __slots__ = (
+        "gen", "name", "reactor", "_fd", "_timer", "_reading", "_race", "_lot", "_held", "_stash", "done", "__weakref__",
+    )
 
     def __init__(self, gen: TaskGenerator, name: str = "") -> None:
         if not hasattr(gen, "send") or not hasattr(gen, "throw"):
@@ -78,6 +80,7 @@ class Task:
         self._reading = True
         self._timer: Timer | None = None
         self._race: _Race | None = None
+        self._lot: ParkingLot | None = None
         self._held = False  # see Reactor.hold
         self._stash: tuple[Any, BaseException | None] | None = None
         self.done = False
@@ -96,6 +99,60 @@ class Task:
     def __repr__(self) -> str:
         state = "done" if self.done else ("parked on fd %d" % self._fd if self._fd >= 0 else "parked")
         return f"<{type(self).__name__} {self.name} {state}>"
+
+
+class ParkingLot:
+    """Tasks parked with ``yield park(lot)`` until something unparks them — no fd involved.
+
+    The in-process wake-up of the reactor: a broadcast wakes every SSE subscriber with
+    `unpark_all`, a result router wakes the oldest waiter with `unpark`. Waiters are woken in
+    the order they parked; a cancelled or timed-out waiter leaves the lot at once (O(1)). Use it
+    from the reactor's own thread (its tasks and callbacks), like everything else here.
+    """
+
+    __slots__ = ("_waiters",)
+
+    def __init__(self) -> None:
+        self._waiters: dict[Task, None] = {}
+
+    def __len__(self) -> int:
+        return len(self._waiters)
+
+    def unpark(self, value: Any = True, count: int = 1) -> int:
+        """Wake the ``count`` longest-waiting tasks with ``value``; returns how many were woken."""
+        woken: list[Task] = []
+        for task in self._waiters:
+            if len(woken) == count:
+                break
+            woken.append(task)
+        for task in woken:
+            del self._waiters[task]
+        return _wake_from_lot(woken, value)
+
+    def unpark_all(self, value: Any = True) -> int:
+        """Wake every task parked here with ``value``; returns how many were woken."""
+        waiters, self._waiters = self._waiters, {}
+        return _wake_from_lot(list(waiters), value)
+
+
+_WAKING = ParkingLot()  # marks tasks taken out of a lot and about to be resumed
+
+
+def _wake_from_lot(tasks: list[Task], value: Any) -> int:
+    for task in tasks:
+        task._lot = _WAKING
+        if task._timer is not None:
+            task._timer.cancel()
+            task._timer = None
+    woken = 0
+    for task in tasks:
+        # Resuming an earlier task ran arbitrary code: it may have cancelled this one or thrown
+        # into it (after which it parks elsewhere and its _lot is no longer _WAKING).
+        if task._lot is _WAKING and not task.done and task.reactor is not None:
+            task._lot = None
+            woken += 1
+            task.reactor._step(task, value, None)
+    return woken
 
 
 def _one(token: Any) -> TaskGenerator:
@@ -360,6 +417,10 @@ class Reactor:
                 self.throw(task, ClosedResourceError(f"fd {fd} was closed while a task waited on it"))
 
     def _unpark(self, task: Task) -> None:
+        lot = task._lot
+        if lot is not None:
+            task._lot = None
+            lot._waiters.pop(task, None)
         race = task._race
         if race is not None:
             task._race = None
@@ -451,6 +512,11 @@ class Reactor:
                 task._timer = self._timers.add(monotonic() + token.seconds, partial(self._wake_sleeper, task))
             elif kind is SleepUntil:
                 task._timer = self._timers.add(token.deadline, partial(self._wake_sleeper, task))
+            elif kind is Park:
+                token.lot._waiters[task] = None
+                task._lot = token.lot
+                if token.timeout is not None:
+                    task._timer = self._timers.add(monotonic() + token.timeout, partial(self._timed_out, task))
             elif kind is First:
                 exc = self._park_race(task, token.tokens)
                 if exc is not None:
@@ -458,7 +524,7 @@ class Reactor:
             else:
                 exc = UnknownTokenError(
                     f"{task.name} yielded {token!r}, which is not a reactor token; yield readable(), writable(), "
-                    "sleep(), sleep_until() or first() (or `yield from` a helper that does)"
+                    "sleep(), sleep_until(), park() or first() (or `yield from` a helper that does)"
                 )
                 continue
             task.parked()

@@ -12,6 +12,7 @@ What the `yield` evaluates to when the generator is resumed:
 ``writable(fd, t)``    the same for writability.
 ``sleep(s)``           ``None`` after at least ``s`` seconds.
 ``sleep_until(t)``     ``None`` once the reactor clock (`time.monotonic`) reaches ``t``.
+``park(lot, t)``       the value given to ``lot.unpark(value)`` (default ``True``); ``False`` on timeout.
 ``first(a, b, ...)``   ``(index, value)`` of the token that fired first; the others are withdrawn.
 =====================  ========================================================================
 
@@ -21,7 +22,7 @@ generator* at the ``yield`` so the handler can react with ``try``/``except``.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol, Union
+from typing import Any, NamedTuple, Protocol, Union
 
 
 class HasFileno(Protocol):
@@ -57,13 +58,20 @@ class SleepUntil(NamedTuple):
     deadline: float
 
 
+class Park(NamedTuple):
+    """Wait until ``lot.unpark*()`` picks this task, for at most ``timeout`` seconds."""
+
+    lot: Any
+    timeout: float | None = None
+
+
 class First(NamedTuple):
     """Wait for whichever of ``tokens`` fires first; the yield gives ``(index, value)``."""
 
-    tokens: tuple[Readable | Writable | Sleep | SleepUntil, ...]
+    tokens: tuple[Readable | Writable | Sleep | SleepUntil | Park, ...]
 
 
-Token = Union[Readable, Writable, Sleep, SleepUntil, First]
+Token = Union[Readable, Writable, Sleep, SleepUntil, Park, First]
 
 
 def _fileno(fd: FdLike) -> int:
@@ -105,11 +113,16 @@ def sleep_until(deadline: float) -> SleepUntil:
     return SleepUntil(float(deadline))
 
 
-def first(*tokens: Readable | Writable | Sleep | SleepUntil) -> First:
+def park(lot: Any, timeout: float | None = None) -> Park:
+    """Token: wait in ``lot`` (a `ParkingLot`) until another task or callback unparks it."""
+    return Park(lot, _check_timeout(timeout))
+
+
+def first(*tokens: Readable | Writable | Sleep | SleepUntil | Park) -> First:
     """Token: race several tokens, e.g. ``i, ready = yield first(readable(fd), sleep(5))``."""
     if not tokens:
         raise ValueError("first() needs at least one token")
     for token in tokens:
-        if type(token) not in (Readable, Writable, Sleep, SleepUntil):
-            raise TypeError(f"first() races readable/writable/sleep/sleep_until tokens, got {token!r}")
+        if type(token) not in (Readable, Writable, Sleep, SleepUntil, Park):
+            raise TypeError(f"first() races readable/writable/sleep/sleep_until/park tokens, got {token!r}")
     return First(tuple(tokens))

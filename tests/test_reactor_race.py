@@ -119,3 +119,84 @@ def test_stop_before_run_is_not_lost(reactor: Reactor) -> None:
     started = time.monotonic()
     reactor.run()  # one turn, then return — not a wait for the 5 s safety timer
     assert time.monotonic() - started < 1
+
+
+# -- ParkingLot: in-process wake-ups without an fd ---------------------------------------------------------
+def test_unpark_all_wakes_every_waiter_with_the_value(reactor: Reactor) -> None:
+    from reactor import ParkingLot, park
+
+    lot = ParkingLot()
+    got: list[Any] = []
+
+    def waiter(i: int) -> Generator[Any, Any, None]:
+        got.append((i, (yield park(lot))))
+
+    for i in range(1000):
+        reactor.spawn(waiter(i))
+    assert len(lot) == 1000 and reactor.stats().watched_fds == 0
+    assert lot.unpark_all("news") == 1000
+    assert got == [(i, "news") for i in range(1000)] and len(lot) == 0 and reactor.stats().tasks == 0
+
+
+def test_unpark_wakes_the_oldest_waiters_first(reactor: Reactor) -> None:
+    from reactor import ParkingLot, park
+
+    lot = ParkingLot()
+    order: list[int] = []
+
+    def waiter(i: int) -> Generator[Any, Any, None]:
+        yield park(lot)
+        order.append(i)
+
+    for i in range(5):
+        reactor.spawn(waiter(i))
+    assert lot.unpark(count=2) == 2 and order == [0, 1]
+    assert lot.unpark() == 1 and order == [0, 1, 2]
+    lot.unpark_all()
+    assert order == [0, 1, 2, 3, 4]
+
+
+def test_park_timeout_cancel_and_race_leave_the_lot(reactor: Reactor) -> None:
+    from reactor import ParkingLot, park
+
+    lot = ParkingLot()
+    results: list[Any] = []
+
+    def timed() -> Generator[Any, Any, None]:
+        results.append((yield park(lot, timeout=0.02)))
+
+    def raced() -> Generator[Any, Any, None]:
+        results.append((yield first(park(lot), sleep(0.01))))
+
+    def cancelled() -> Generator[Any, Any, None]:
+        yield park(lot)
+
+    reactor.spawn(timed())
+    reactor.spawn(raced())
+    victim = reactor.spawn(cancelled())
+    reactor.cancel(victim)
+    assert len(lot) == 2
+    reactor.call_later(0.1, reactor.stop)
+    reactor.run()
+    assert results == [(1, None), False] and len(lot) == 0  # the race's sleep won; the park timed out
+
+
+def test_a_waiter_cancelled_by_an_earlier_one_is_not_resumed(reactor: Reactor) -> None:
+    from reactor import ParkingLot, park
+
+    lot = ParkingLot()
+    resumed: list[str] = []
+    tasks: dict[str, Task] = {}
+
+    def first_waiter() -> Generator[Any, Any, None]:
+        yield park(lot)
+        resumed.append("first")
+        reactor.cancel(tasks["second"])
+
+    def second_waiter() -> Generator[Any, Any, None]:
+        yield park(lot)
+        resumed.append("second")
+
+    tasks["first"] = reactor.spawn(first_waiter())
+    tasks["second"] = reactor.spawn(second_waiter())
+    assert lot.unpark_all() == 1 and resumed == ["first"]

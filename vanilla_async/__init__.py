@@ -5,7 +5,7 @@ asynchronous handler is a generator that yields `reactor` tokens and is parked a
 worker's event loop. See README.md and DESIGN.md.
 """
 
-from reactor import first, readable, sleep, sleep_until, writable
+from reactor import ParkingLot, first, park, readable, sleep, sleep_until, writable
 
 from ._config import ServerConfig
 from ._framer import Need, frame
@@ -19,5 +19,5 @@ from .errors import ConfigError, HandlerError, ProtocolError, ResponseError, Shu
 __all__ = (
     "ConfigError", "HandlerError", "Limits", "Need", "ProtocolError", "Request", "ResponseError", "Server",
     "ServerConfig", "ShuttingDown", "StaticResponse", "VanillaError", "Worker", "date_header", "error_response", "frame",
-    "first", "header_line", "readable", "respond", "sleep", "sleep_until", "status_line", "writable",
+    "first", "header_line", "park", "ParkingLot", "readable", "respond", "sleep", "sleep_until", "status_line", "writable",
 )
