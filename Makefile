@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## run the demo server (examples/tiny) on http://127.0.0.1:8080
 	$(PY) -m examples.tiny --port 8080 --workers 2
 
-test: $(STAMP)  ## type-check, then run every test
+test: $(STAMP)  ## type-check, then run every test (installs headless Chromium first if it can)
+	scripts/system-deps
 	$(PY) -m mypy
 	$(PY) -m pytest
 

@@ -1,0 +1,111 @@
+"""Chunked responses (RFC 9112 §7.1): stream a body of unknown length from a generator handler.
+
+    from vanilla_async import sleep
+    from vanilla_async.streaming import end_chunked, start_chunked, write_chunk
+
+    def handler(req, out):
+        start_chunked(out, content_type=b"text/plain; charset=utf-8")
+        for i in range(3):
+            write_chunk(out, b"tick %d\\n" % i)   # leaves while the generator is parked
+            yield sleep(0.5)
+        end_chunked(out)                          # the body ends; the connection stays usable
+
+Every function appends raw bytes to the server-owned ``out`` and does no I/O. Whatever a generator
+handler appended before a ``yield`` is flushed while it is parked, so each chunk reaches the
+client as soon as the handler yields. Because the body is self-delimiting, the connection can be
+kept alive after `end_chunked`; a handler that stops early without it must close the connection
+(``req.keep_alive = False``), otherwise the client is left waiting for the end of the body.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+from ._response import Headers, date_header, header_line, status_line
+from .errors import ResponseError
+
+__all__ = ("Data", "chunk", "end_chunked", "start_chunked", "write_chunk")
+
+Data = Union[bytes, bytearray, memoryview, str]
+"""A chunk's payload; ``str`` is encoded as UTF-8."""
+
+_TE_CHUNKED = b"Transfer-Encoding: chunked\r\n\r\n"
+_LAST_CHUNK = b"0\r\n"
+_FRAMING = (b"content-length", b"transfer-encoding")
+_content_type_lines: dict[bytes | str, bytes] = {}
+
+
+def start_chunked(
+    out: bytearray,
+    status: int = 200,
+    *,
+    content_type: bytes | str | None = b"text/plain; charset=utf-8",
+    headers: Headers = (),
+) -> None:
+    """Append the head of a chunked response: status line, Date, Content-Type, ``headers``,
+    ``Transfer-Encoding: chunked`` and the blank line that ends the head.
+
+    Header names must be tokens and values may not contain CR, LF or NUL (`ResponseError`), exactly
+    as for `vanilla_async.respond`. ``Content-Length`` and ``Transfer-Encoding`` in ``headers`` are
+    refused too (`ResponseError`): the framing is this function's job, and a response carrying both
+    is a smuggling hazard, and so are statuses that cannot have a body (1xx, 204, 304).
+    ``content_type=None`` sends no Content-Type. Nothing is appended to ``out`` when something is
+    refused.
+
+    Chunked transfer coding is HTTP/1.1: for an HTTP/1.0 request (``req.minor == 0``) send a
+    close-delimited body instead (no Transfer-Encoding, ``req.keep_alive = False``).
+    """
+    if status < 200 or status == 204 or status == 304:
+        raise ResponseError(f"a {status} response has no body, so it cannot be chunked; use respond()")
+    head = bytearray(status_line(status))
+    head += date_header()
+    if content_type is not None:
+        line = _content_type_lines.get(content_type)
+        if line is None:
+            line = header_line(b"Content-Type", content_type)
+            if len(_content_type_lines) < 64:  # bounded, in case content types are made per request
+                _content_type_lines[content_type] = line
+        head += line
+    for name, value in headers:
+        line = header_line(name, value)  # validates; nothing is appended to out if one is bad
+        if line[:line.index(b":")].lower() in _FRAMING:
+            raise ResponseError(f"start_chunked() sets the framing itself; do not pass a {name!r} header")
+        head += line
+    head += _TE_CHUNKED
+    out += head
+
+
+def chunk(data: Data) -> bytes:
+    """One encoded chunk (``b"<hex size>\\r\\n<data>\\r\\n"``); ``b""`` for empty data.
+
+    Empty data encodes to nothing because a zero-size chunk would end the body.
+    """
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    size = payload.nbytes if isinstance(payload, memoryview) else len(payload)
+    if not size:
+        return b""
+    return b"%x\r\n" % size + bytes(payload) + b"\r\n"
+
+
+def write_chunk(out: bytearray, data: Data) -> None:
+    """Append ``data`` as one chunk. Empty data appends nothing (an empty chunk would end the body)."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    size = payload.nbytes if isinstance(payload, memoryview) else len(payload)
+    if size:
+        out += b"%x\r\n" % size
+        out += payload
+        out += b"\r\n"
+
+
+def end_chunked(out: bytearray, trailers: Headers = ()) -> None:
+    """Append the last chunk (``0\\r\\n``), optional trailer fields and the final CRLF.
+
+    Trailers are validated like headers (`ResponseError` on CR/LF/NUL or a non-token name); a
+    client only has to process them if it asked with ``TE: trailers``, so never put anything there
+    the response cannot do without.
+    """
+    tail = bytearray(_LAST_CHUNK)
+    for name, value in trailers:
+        tail += header_line(name, value)
+    tail += b"\r\n"
+    out += tail
