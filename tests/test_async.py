@@ -214,3 +214,30 @@ def test_streams_get_a_last_word_when_the_grace_period_ends(backend: str) -> Non
     body = client.read_response().body
     assert body.startswith(b"tick\n") and body.endswith(b"bye\n")
     server.assert_no_leaks(server.stop())
+
+
+def test_the_last_word_is_not_dropped_when_the_socket_buffer_is_full(backend: str) -> None:
+    chunk = b"z" * 65536
+
+    def handler(req: Request, out: bytearray) -> Gen:
+        sock = socket.socket(fileno=req.fd)  # small kernel buffers, so the backlog stays in `out`
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        sock.detach()
+        out += CHUNKED_HEAD
+        try:
+            while True:
+                out += b"%x\r\n%s\r\n" % (len(chunk), chunk)
+                yield sleep(0)
+        except ShuttingDown:
+            out += b"4\r\nbye\n\r\n0\r\n\r\n"
+
+    server = serve(handler, backend=backend).start()
+    client = server.connect()
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    client.send(GET)
+    time.sleep(0.3)  # not reading: the stream backs up and its generator is held
+    server.shutdown(grace=0.1)
+    time.sleep(0.3)  # the grace period is over; the goodbye sits behind a full socket buffer
+    body = client.read_response().body
+    assert body.endswith(b"bye\n") and len(body) > len(chunk)
+    server.assert_no_leaks(server.stop())

@@ -73,6 +73,7 @@ log = logging.getLogger("vanilla_async")
 BUFSIZE = 65536
 _INF = float("inf")
 _LINGER_SECONDS = 2.0
+_FAREWELL_SECONDS = 1.0
 _LINGER_BYTES = 1 << 20
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _GONE = BROKEN | PEER_CLOSED
@@ -356,8 +357,14 @@ class Connection:
         task = self.task
         if task is not None and not task.done:
             self.worker.reactor.throw(task, ShuttingDown("the server is shutting down"))
-        if not self.closed:
-            self.close()
+        if self.closed:
+            return
+        if self.task is None and self.out:
+            # Its last word did not fit in the socket buffer: a bounded moment to drain, then close.
+            self.closing = True
+            self.deadline = self.worker.reactor.now + _FAREWELL_SECONDS
+            return
+        self.close()
 
     def task_failed(self, task: RequestTask, exc: BaseException) -> None:
         self.task = None
