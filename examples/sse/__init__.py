@@ -470,7 +470,9 @@ def make_config(settings: Settings | None = None, **fields: Any) -> ServerConfig
         return Hub(settings or Settings.from_env())
 
     limit = (settings or Settings()).max_message
-    fields.setdefault("limits", Limits(max_body_bytes=limit))  # 413 from the declared length, before buffering
+    # 413 from the declared length, before buffering; a fan-out server holds many idle streams, so
+    # it admits more connections per worker than the default 10,000 (each costs ~1 fd and a few KiB).
+    fields.setdefault("limits", Limits(max_body_bytes=limit, max_connections=50_000))
     fields.setdefault("port", 8080)
     return ServerConfig(handler=handler, make_state=make_state, on_worker_start=on_worker_start, **fields)
 
