@@ -241,3 +241,41 @@ def test_the_last_word_is_not_dropped_when_the_socket_buffer_is_full(backend: st
     body = client.read_response().body
     assert body.endswith(b"bye\n") and len(body) > len(chunk)
     server.assert_no_leaks(server.stop())
+
+
+def _timerfd_after(seconds: float) -> int:
+    """A one-shot Linux timerfd (Python 3.11 has no os.timerfd_create: libc through ctypes)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    class Timespec(ctypes.Structure):
+        _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+    class Itimerspec(ctypes.Structure):
+        _fields_ = [("it_interval", Timespec), ("it_value", Timespec)]
+
+    fd = libc.timerfd_create(1, os.O_NONBLOCK | os.O_CLOEXEC)  # CLOCK_MONOTONIC
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "timerfd_create failed")
+    spec = Itimerspec(Timespec(0, 0), Timespec(int(seconds), int((seconds % 1) * 1e9)))
+    if libc.timerfd_settime(fd, 0, ctypes.byref(spec), None) != 0:
+        os.close(fd)
+        raise OSError(ctypes.get_errno(), "timerfd_settime failed")
+    return fd
+
+
+def test_handlers_wait_on_a_timerfd(backend: str) -> None:
+    def handler(req: Request, out: bytearray) -> Gen:
+        tfd = _timerfd_after(0.05)
+        try:
+            started = time.monotonic()
+            assert (yield readable(tfd, timeout=2)) is True
+            waited = time.monotonic() - started
+            expirations = int.from_bytes(os.read(tfd, 8), "little")
+            respond(out, 200, b"%d %d" % (expirations, waited >= 0.045))
+        finally:
+            os.close(tfd)
+
+    with serve(handler, backend=backend) as server:
+        assert server.request(GET).body == b"1 1"
