@@ -504,3 +504,21 @@ def test_seed_style_server_test_returns_raw_responses_in_order(backend: str) -> 
         raw = server.test([get(b"/one"), b"POST /two HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx"])
     assert len(raw) == 2 and raw[0].startswith(b"HTTP/1.1 200 OK\r\n") and raw[0].endswith(b"GET /one HTTP/1.1|")
     assert raw[1].endswith(b"POST /two HTTP/1.1|x")
+
+
+def test_on_worker_stop_runs_once_when_shutdown_begins(backend: str) -> None:
+    calls: list[tuple[str, int]] = []
+
+    def handler(req: Request, out: bytearray) -> Iterator[Any]:
+        yield sleep(0.3)
+        respond(out, 200, b"finished after the hook")
+
+    server = serve(handler, backend=backend, make_state=lambda: "state",
+                   on_worker_stop=lambda state: calls.append((state, len(calls)))).start()
+    client = server.connect()
+    client.send(GET)
+    time.sleep(0.05)
+    server.shutdown(grace=3)
+    assert client.read_response().body == b"finished after the hook"  # in-flight requests still run
+    server.assert_no_leaks(server.stop())
+    assert calls == [("state", 0)]

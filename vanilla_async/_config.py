@@ -31,6 +31,9 @@ class ServerConfig:
     ``make_state()``: called in each worker after the fork; its value is ``req.state``.
     ``on_worker_start(state, reactor)``: called in each worker after ``make_state``; may return a
         generator (or several) to run as clientless tasks on the worker's reactor.
+    ``on_worker_stop(state)``: called in each worker when its shutdown *begins* (it stops
+        accepting; in-flight requests still run): the moment to tell endless streams to end now
+        (unpark them to say goodbye) instead of holding the whole grace period.
     ``grace``: seconds in-flight and parked requests get to finish on SIGTERM/SIGINT.
     """
 
@@ -42,6 +45,7 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     make_state: Callable[[], Any] | None = None
     on_worker_start: WorkerStart | None = None
+    on_worker_stop: Callable[[Any], None] | None = None
     grace: float = 10.0
     backlog: int = 1024
 

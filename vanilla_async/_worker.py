@@ -124,6 +124,11 @@ class Worker:
         grace = self.config.grace if grace is None else grace
         log.info("worker %d shutting down: %d connection(s), grace %.1fs", self.index, len(self.conns), grace)
         self._stop_accepting()
+        if self.config.on_worker_stop is not None:
+            try:
+                self.config.on_worker_stop(self.state)
+            except Exception:
+                log.exception("on_worker_stop raised; shutting down anyway")
         for conn in list(self.conns.values()):
             if conn.idle:
                 conn.close()

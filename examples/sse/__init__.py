@@ -51,16 +51,15 @@ Workers are separate processes that share nothing, so a broadcast must cross pro
   ``event: dropped`` and the connection closes; an ``EventSource`` reconnects by itself. Everyone
   else still gets every message exactly once.
 * **Shutdown.** A stream never ends by itself, so waiting for the grace period would only delay the
-  exit. The worker's SIGTERM/SIGINT also reaches a Python signal handler chained in front of the
-  server's (it only writes the hub's one eventfd; a task then wakes every subscriber), so each stream says
-  ``event: bye``, ends its chunked body and closes at once. When the handler cannot be chained
-  (not the main thread, e.g. `vanilla_async.testing.serve`), `vanilla_async.ShuttingDown` thrown at
-  the end of the grace period has the same effect; `Hub.request_shutdown` triggers it from code.
+  exit. ``ServerConfig.on_worker_stop`` runs `Hub.begin_shutdown` the moment the worker starts
+  shutting down: it wakes every subscriber, and each stream says ``event: bye``, ends its chunked
+  body and closes at once. `vanilla_async.ShuttingDown`, thrown at the end of the grace period, is
+  the fallback for a stream that was not waiting at that moment.
 
 Limits: delivery is at-most-once and live only (no history, no replay after a reconnect: the
 events carry no ``id``); messages from *different* workers may interleave differently on
 different subscribers (each worker's own messages stay in order); peers are only this machine's
-workers; Linux only (``eventfd`` for the signal hand-off).
+workers.
 """
 
 from __future__ import annotations
@@ -71,16 +70,13 @@ import logging
 import math
 import os
 import re
-import signal
 import socket
 import stat
 import tempfile
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from types import FrameType
-from typing import Any, Callable, Generator, Mapping
+from typing import Any, Generator, Mapping
 
 from reactor import Reactor, Token
 from vanilla_async import (
@@ -193,15 +189,12 @@ class Hub:
         self.delivered = 0  #: messages this worker received for its subscribers
         self._prepare_directory()
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.stop_fd = -1
         try:
             self.sock.setblocking(False)
             self._forget(self.path)  # left by a dead process that had our pid: nobody else can own it
             self.sock.bind(self.path)
-            self.stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         except BaseException:
             self.close_socket()
-            self.close_stop_fd()
             raise
 
     def _prepare_directory(self) -> None:
@@ -256,13 +249,6 @@ class Hub:
         """Resume every waiting subscriber (after a batch of `publish`, or to say bye)."""
         self.lot.unpark_all()
 
-    def request_shutdown(self) -> None:
-        """Ask every stream to say bye. Safe from a signal handler or another thread (one write)."""
-        try:
-            os.eventfd_write(self.stop_fd, 1)
-        except OSError:
-            pass  # already closed: the worker is gone
-
     def begin_shutdown(self) -> None:
         if not self.stopping:
             self.stopping = True
@@ -278,11 +264,6 @@ class Hub:
                 os.rmdir(self.directory)
             except OSError:
                 pass  # other workers are still there
-
-    def close_stop_fd(self) -> None:
-        if self.stop_fd >= 0:
-            os.close(self.stop_fd)
-            self.stop_fd = -1
 
 
 # -- clientless tasks (on_worker_start) -------------------------------------------------------------
@@ -305,46 +286,9 @@ def receive(hub: Hub) -> Generator[Token, Any, None]:
         hub.close_socket()
 
 
-def watch_shutdown(hub: Hub) -> Generator[Token, Any, None]:
-    """Wake every subscriber for its bye once `Hub.request_shutdown` (e.g. from SIGTERM) was called."""
-    try:
-        while True:
-            yield readable(hub.stop_fd)
-            try:
-                os.eventfd_read(hub.stop_fd)
-            except BlockingIOError:
-                continue
-            hub.begin_shutdown()
-    finally:
-        hub.close_stop_fd()
-
-
-def _chain_stop_signals(hub: Hub) -> None:
-    """Let SIGTERM/SIGINT also reach `Hub.request_shutdown`, in front of the server's own handling.
-
-    The worker's reactor gets signals through the wake-up fd that `signal.set_wakeup_fd` writes in C
-    for any signal with a Python handler, so replacing the Python-level handler (the reactor's is a
-    no-op) keeps the server's shutdown intact; ours is chained to it. Only where a handler is
-    already installed (a worker process): a default action stays the default.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        previous = signal.getsignal(signum)
-        if not callable(previous):
-            continue
-
-        def on_signal(sig: int, frame: FrameType | None, previous: Callable[[int, FrameType | None], Any] = previous) -> None:
-            hub.request_shutdown()
-            previous(sig, frame)
-
-        signal.signal(signum, on_signal)
-
-
 def on_worker_start(hub: Hub, reactor: Reactor) -> list[Generator[Token, Any, None]]:
-    _chain_stop_signals(hub)
     log.info("sse: worker pid %d receives broadcasts on %s", hub.pid, hub.path)
-    return [receive(hub), watch_shutdown(hub)]
+    return [receive(hub)]
 
 
 # -- handlers --------------------------------------------------------------------------------------
@@ -405,7 +349,7 @@ def stream(req: Request, out: bytearray, hub: Hub) -> Generator[Token, Any, None
                 return
             try:
                 ok = yield park(hub.lot, timeout=hub.settings.heartbeat)
-            except ShuttingDown:  # the grace period is over (when the signal could not be chained)
+            except ShuttingDown:  # the grace period is over (the fallback; see the module docstring)
                 _finish(req, out, frame(b"event: bye\ndata: server shutting down\n\n"), chunked)
                 return
             if not ok:
@@ -474,6 +418,7 @@ def make_config(settings: Settings | None = None, **fields: Any) -> ServerConfig
     # it admits more connections per worker than the default 10,000 (each costs ~1 fd and a few KiB).
     fields.setdefault("limits", Limits(max_body_bytes=limit, max_connections=50_000))
     fields.setdefault("port", 8080)
+    fields.setdefault("on_worker_stop", Hub.begin_shutdown)  # every stream says bye when shutdown begins
     return ServerConfig(handler=handler, make_state=make_state, on_worker_start=on_worker_start, **fields)
 
 

@@ -311,17 +311,20 @@ def test_stale_socket_of_a_dead_worker_is_removed(rendezvous: str) -> None:
         assert sorted(os.listdir(rendezvous)) == [f"{os.getpid()}.sock"]
 
 
-def test_bye_on_request_shutdown_and_on_shutting_down(rendezvous: str) -> None:
-    with serve(make_config(Settings(heartbeat=5, rendezvous=rendezvous))) as server:
+def test_bye_as_soon_as_shutdown_begins_and_on_shutting_down(rendezvous: str) -> None:
+    server = serve(make_config(Settings(heartbeat=5, rendezvous=rendezvous))).start()
+    client, _ = subscribe(server.port)
+    started = time.monotonic()
+    server.shutdown(grace=30)  # on_worker_stop: every stream says bye now, not after 30 s
+    assert client.until("event:bye")[-1].data == "server shutting down"
+    client.read_to_close()
+    assert client.ended and time.monotonic() - started < 5
+    client.close()
+    server.assert_no_leaks(server.stop())
+    fallback_only = make_config(Settings(heartbeat=5, rendezvous=rendezvous), on_worker_stop=None)
+    with serve(fallback_only) as server:
         client, _ = subscribe(server.port)
-        server.call(_hub(server).request_shutdown)  # what the chained SIGTERM handler does
-        assert client.until("event:bye")[-1].data == "server shutting down"
-        client.read_to_close()
-        assert client.ended
-        client.close()
-    with serve(make_config(Settings(heartbeat=5, rendezvous=rendezvous))) as server:
-        client, _ = subscribe(server.port)
-        server.shutdown(grace=0.2)  # no signal in a thread: ShuttingDown at the end of the grace period
+        server.shutdown(grace=0.2)  # without the hook, ShuttingDown at the end of the grace period says bye
         assert client.until("event:bye")[-1].event == "bye"
         client.read_to_close()
         assert client.ended
