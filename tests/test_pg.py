@@ -243,3 +243,18 @@ def test_db_calls_compose_with_other_tokens(world: str) -> None:
 
 def test_shedding_error_type() -> None:
     assert issubclass(DatabaseBusy, DatabaseError) and issubclass(QueryTimeout, DatabaseError)
+
+
+def test_a_missing_pump_is_a_clear_error_not_a_hang(world: str) -> None:
+    def handler(req: Request, out: bytearray) -> Gen:
+        try:
+            yield from req.state.fetch("select 1")
+        except DatabaseError as exc:
+            respond(out, 503, str(exc))
+
+    config = ServerConfig(handler=handler, make_state=lambda: Database(world))  # no on_worker_start: no pump
+    with serve(config) as server:
+        r = server.request(get(b"/"))
+        assert r.status == 503 and b"return db.pump() from on_worker_start" in r.body
+        assert server.worker is not None
+        server.worker.state.close()

@@ -153,6 +153,7 @@ class Database:
         self._listeners: dict[str, list[Listener]] = {}
         self._tx = Transformer()
         self._closed = False
+        self._pumping = False
         self.connects = 0  #: successful connections so far (1 + reconnections)
         if connect_now:
             self._connect_blocking()
@@ -179,6 +180,11 @@ class Database:
         Returns a `Result` per statement. An SQL error raises the matching psycopg exception
         (e.g. `psycopg.errors.UniqueViolation`) and rolls the whole unit back.
         """
+        if not self._pumping:
+            raise DatabaseError(
+                "Database.pump() is not running on this worker: return db.pump() from on_worker_start "
+                "(it is the task that reads the connection's results)"
+            )
         pg = self._pg
         if pg is None or self._closed:
             raise DatabaseUnavailable("the database connection is down (reconnecting); retry shortly")
@@ -243,6 +249,9 @@ class Database:
     # -- the pump ------------------------------------------------------------------------------------
     def pump(self) -> PgGen:
         """The task that owns the connection (return it from ``on_worker_start``)."""
+        if self._pumping:
+            raise DatabaseError("Database.pump() is already running: start it once per worker")
+        self._pumping = True
         try:
             while not self._closed:
                 if self._pg is None:
@@ -267,6 +276,7 @@ class Database:
                 except psycopg.OperationalError as exc:
                     self._lost(exc)
         finally:
+            self._pumping = False
             self.close()
 
     def _connect_blocking(self) -> None:
