@@ -43,7 +43,7 @@ def db_server(dsn: str, query: Query, **db_options: Any) -> TestServer:
         respond(out, 200, body)
 
     config = ServerConfig(handler=handler, make_state=lambda: Database(dsn, **db_options),
-                          on_worker_start=lambda db, reactor: db.pump(), limits=Limits(max_connections=1000))
+                          on_worker_start=lambda db, reactor: db.pump(reactor), limits=Limits(max_connections=1000))
     return serve(config)
 
 
@@ -206,7 +206,7 @@ def test_listen_notify_reaches_a_clientless_task(world: str) -> None:
                 if payload is not None:
                     received.append(payload)
 
-        return [db.pump(), listen()]
+        return [db.pump(reactor), listen()]
 
     def handler(req: Request, out: bytearray) -> None:
         respond(out, 200, ",".join(received))
@@ -255,6 +255,63 @@ def test_a_missing_pump_is_a_clear_error_not_a_hang(world: str) -> None:
     config = ServerConfig(handler=handler, make_state=lambda: Database(world))  # no on_worker_start: no pump
     with serve(config) as server:
         r = server.request(get(b"/"))
-        assert r.status == 503 and b"return db.pump() from on_worker_start" in r.body
+        assert r.status == 503 and b"return db.pump(reactor) from on_worker_start" in r.body
         assert server.worker is not None
         server.worker.state.close()
+
+
+
+def test_without_the_reactor_every_request_flushes_on_its_own(world: str) -> None:
+    config = ServerConfig(handler=lambda req, out: _one(req, out), make_state=lambda: Database(world),
+                          on_worker_start=lambda db, reactor: db.pump())  # no reactor: the unbatched path
+
+    with serve(config) as server:
+        responses = server.pipeline([get(b"/?%d" % i) for i in range(1, 21)])
+    assert [r.body for r in responses] == [repr((i, i * 10)).encode() for i in range(1, 21)]
+
+
+def _one(req: Request, out: bytearray) -> Gen:
+    body = yield from by_id(req, req.state)
+    respond(out, 200, body)
+
+
+def test_syncs_are_queued_without_a_flush_when_libpq_allows() -> None:
+    import vanilla_async.pg as pg_module
+
+    # psycopg-binary bundles a libpq >= 17 here, so the batched path must really be in use.
+    assert pg_module._send_pipeline_sync is not None
+
+
+def test_a_parameter_that_cannot_be_converted_never_shifts_results_to_the_next_request(world: str) -> None:
+    def query(req: Request, db: Database) -> Generator[Any, Any, bytes]:
+        if req.path == b"/bad":
+            yield from db.run([("select 1::int", ()), ("select $1::text", (object(),))])
+        row = yield from db.fetch_one("select 42, 'answer'")
+        return repr(row).encode()
+
+    with db_server(world, query) as server:
+        assert server.request(get(b"/bad")).status == 500  # psycopg.ProgrammingError: cannot adapt
+        assert server.request(get(b"/")).body == b"(42, 'answer')"
+
+
+def test_a_value_python_cannot_load_fails_only_its_request(world: str) -> None:
+    def query(req: Request, db: Database) -> Generator[Any, Any, bytes]:
+        if req.path == b"/bad":
+            yield from db.fetch("select 'infinity'::timestamptz")
+        return (yield from by_id(req, db))
+
+    with db_server(world, query) as server:
+        assert server.request(get(b"/bad")).status == 500  # psycopg.DataError while loading the row
+        assert server.request(get(b"/?6")).body == b"(6, 60)"  # the pump and the connection are fine
+
+
+def test_the_prepared_statement_cache_is_bounded(world: str) -> None:
+    def query(req: Request, db: Database) -> Generator[Any, Any, bytes]:
+        total = 0
+        for i in range(20):
+            row = yield from db.fetch_one(f"select {i} + $1::int", 1)
+            total += row[0]
+        return b"%d %d" % (total, len(db._prepared))
+
+    with db_server(world, query, max_prepared=5) as server:
+        assert server.request(get(b"/")).body == b"210 5"
