@@ -10,7 +10,7 @@ from reactor import ParkingLot, first, park, readable, sleep, sleep_until, writa
 from ._config import ServerConfig
 from ._framer import Need, frame
 from ._limits import Limits
-from ._request import Request
+from ._request import Request, query_param
 from ._response import StaticResponse, date_header, error_response, header_line, respond, status_line
 from ._server import Server
 from ._worker import Worker
@@ -19,5 +19,5 @@ from .errors import ConfigError, HandlerError, ProtocolError, ResponseError, Shu
 __all__ = (
     "ConfigError", "HandlerError", "Limits", "Need", "ProtocolError", "Request", "ResponseError", "Server",
     "ServerConfig", "ShuttingDown", "StaticResponse", "VanillaError", "Worker", "date_header", "error_response", "frame",
-    "first", "header_line", "park", "ParkingLot", "readable", "respond", "sleep", "sleep_until", "status_line", "writable",
+    "first", "header_line", "park", "ParkingLot", "query_param", "readable", "respond", "sleep", "sleep_until", "status_line", "writable",
 )

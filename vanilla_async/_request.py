@@ -16,6 +16,16 @@ from __future__ import annotations
 from typing import Any
 
 
+def query_param(query: bytes, name: bytes) -> bytes | None:
+    """The raw value of the first ``name=value`` pair in a query string (``b""`` for a bare
+    ``name``; ``None`` when absent). No percent-decoding: the bytes as sent."""
+    for pair in query.split(b"&"):
+        key, eq, value = pair.partition(b"=")
+        if key == name:
+            return value if eq else b""
+    return None
+
+
 def _key(name: bytes | str) -> bytes:
     raw = name.encode("latin-1") if isinstance(name, str) else name
     return b"\r\n" + raw.lower() + b":"

@@ -47,7 +47,7 @@ from operator import itemgetter
 from typing import Any, Generator, Iterable, Sequence
 
 from reactor import Reactor, Token
-from vanilla_async import Request, ServerConfig, StaticResponse, respond
+from vanilla_async import Request, ServerConfig, StaticResponse, query_param, respond
 from vanilla_async.pg import Database, DatabaseBusy, DatabaseUnavailable, PgGen, QueryTimeout
 
 from .schema import WORLD_ROWS
@@ -83,13 +83,6 @@ Endpoint = Generator[Token, Any, Answer]
 
 
 # -- parsing ---------------------------------------------------------------------------------------
-def query_param(query: bytes, name: bytes) -> bytes | None:
-    """The raw value of the first ``name=value`` pair in a query string (no percent-decoding)."""
-    for pair in query.split(b"&"):
-        key, eq, value = pair.partition(b"=")
-        if key == name:
-            return value if eq else b""
-    return None
 
 
 def query_count(query: bytes) -> int:

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Generator
 
 from reactor import Token
-from vanilla_async import Request, ServerConfig, ShuttingDown, StaticResponse, readable, respond, sleep_until, sse
+from vanilla_async import Request, ServerConfig, ShuttingDown, StaticResponse, query_param, readable, respond, sleep_until, sse
 
 Stream = Generator[Token, Any, None]
 
@@ -94,13 +94,6 @@ def make_config(
     return ServerConfig(handler=handler, make_state=make_state, port=port, grace=grace)
 
 
-def query_param(query: bytes, name: bytes) -> bytes | None:
-    """The raw value of the first ``name=value`` pair in a query string (no percent-decoding)."""
-    for pair in query.split(b"&"):
-        key, eq, value = pair.partition(b"=")
-        if key == name:
-            return value if eq else b""
-    return None
 
 
 def parse_count(req: Request, default: int) -> int | None:

@@ -22,7 +22,7 @@ import re
 from typing import Any, Generator, NamedTuple
 
 from reactor import Token
-from vanilla_async import Request, ServerConfig, StaticResponse, respond, sleep
+from vanilla_async import Request, ServerConfig, StaticResponse, query_param, respond, sleep
 
 MAX_MS = 10_000
 _WHOLE = re.compile(rb"-?[0-9]+")
@@ -31,13 +31,6 @@ NOT_FOUND = StaticResponse(404, b"not found; try GET /delay?ms=250\n")
 NOT_ALLOWED = StaticResponse(405, b"/delay only answers GET and HEAD\n", headers=[("Allow", "GET, HEAD")])
 
 
-def query_param(query: bytes, name: bytes) -> bytes | None:
-    """The raw value of the first ``name=value`` pair in a query string (no percent-decoding)."""
-    for pair in query.split(b"&"):
-        key, eq, value = pair.partition(b"=")
-        if key == name:
-            return value if eq else b""
-    return None
 
 
 class Delay(NamedTuple):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from examples.async_timer import MAX_MS, Delay, config, handler, parse_ms, query_param
+from examples.async_timer import MAX_MS, Delay, config, handler, parse_ms
+from vanilla_async import query_param
 from vanilla_async.testing import Client, call, serve
 
 ROOT = Path(__file__).resolve().parents[2]
