@@ -94,8 +94,6 @@ def make_config(
     return ServerConfig(handler=handler, make_state=make_state, port=port, grace=grace)
 
 
-
-
 def parse_count(req: Request, default: int) -> int | None:
     """``?count=N`` (1..MAX_COUNT), ``default`` when absent, None when invalid."""
     raw = query_param(req.query, b"count")

@@ -31,8 +31,6 @@ NOT_FOUND = StaticResponse(404, b"not found; try GET /delay?ms=250\n")
 NOT_ALLOWED = StaticResponse(405, b"/delay only answers GET and HEAD\n", headers=[("Allow", "GET, HEAD")])
 
 
-
-
 class Delay(NamedTuple):
     ms: int  #: the delay used, in 0..MAX_MS
     asked: str  #: the value as the client sent it (shortened when absurdly long)
