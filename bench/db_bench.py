@@ -94,50 +94,10 @@ WORKLOADS: tuple[Workload, ...] = (
 # Database: one cluster, filled once
 # ----------------------------------------------------------------------------------------------------------
 
-# TechEmpower's fortune table, used only by the fallback schema below.
-_FORTUNES = (
-    (1, "fortune: No such file or directory"),
-    (2, "A computer scientist is someone who fixes things that aren't broken."),
-    (3, "After enough decimal places, nobody gives a damn."),
-    (4, "A bad random number generator: 1, 1, 1, 1, 1, 4.33e+67, 1, 1, 1"),
-    (5, "A computer program does what you tell it to do, not what you want it to do."),
-    (6, "Emacs is a nice operating system, but I prefer UNIX. — Tom Christaensen"),
-    (7, "Any program that runs right is obsolete."),
-    (8, "A list is only as strong as its weakest link. — Donald Knuth"),
-    (9, "Feature: A bug with seniority."),
-    (10, "Computers make very fast, very accurate mistakes."),
-    (11, '<script>alert("This should not be displayed in a browser alert box.");</script>'),
-    (12, "フレームワークのベンチマーク"),
-)
-
-
-def _fallback_setup(dsn: str) -> None:
-    """The same tables as examples/async_db_pg's schema, for when that example cannot be imported."""
-    import random  # noqa: PLC0415
-
-    import psycopg  # noqa: PLC0415
-
-    rng = random.Random(1)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS world, fortune")
-        conn.execute("CREATE TABLE world (id integer PRIMARY KEY, randomnumber integer NOT NULL DEFAULT 0)")
-        conn.execute("CREATE TABLE fortune (id integer PRIMARY KEY, message varchar(2048) NOT NULL)")
-        with conn.cursor() as cur:
-            with cur.copy("COPY world (id, randomnumber) FROM STDIN") as copy:
-                for i in range(1, WORLD_ROWS + 1):
-                    copy.write_row((i, rng.randint(1, WORLD_ROWS)))
-            cur.executemany("INSERT INTO fortune (id, message) VALUES (%s, %s)", _FORTUNES)
-
-
 def fill_database(dsn: str) -> str:
-    """Create and fill world/fortune; returns which setup was used."""
-    try:
-        from examples.async_db_pg.schema import setup  # noqa: PLC0415
-    except Exception as exc:  # noqa: BLE001 - the example may be missing or mid-edit
-        log.warning("examples.async_db_pg.schema unavailable (%s: %s); using db_bench's fallback schema",
-                    type(exc).__name__, exc)
-        _fallback_setup(dsn)
-        return f"db_bench fallback (examples.async_db_pg.schema: {type(exc).__name__}: {exc})"
+    """Create and fill world/fortune with the example's own schema; returns what was used."""
+    from examples.async_db_pg.schema import setup  # noqa: PLC0415 - the repo root is on sys.path here
+
     setup(dsn)
     return "examples.async_db_pg.schema.setup"
 
