@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+from typing import Iterator
+
 import pytest
+
+from vanilla_async.pgcluster import TemporaryCluster
+from vanilla_async.testing import require_postgres
 
 BACKENDS = ["epoll", "selectors"]
 
@@ -11,14 +16,6 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-# --- PostgreSQL: one throwaway cluster per test session (vanilla_async.pgcluster) ---------------
-
-import os
-from typing import Iterator
-
-from vanilla_async.pgcluster import PgClusterError, TemporaryCluster, find_binaries
-
-
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[TemporaryCluster]:
     """A started `TemporaryCluster` (database ``vanilla``), shared by the whole session.
@@ -26,12 +23,7 @@ def pg_cluster() -> Iterator[TemporaryCluster]:
     Without PostgreSQL's server programs the test skips, except under ``CI=true`` where it fails:
     CI installs them (scripts/system-deps).
     """
-    try:
-        find_binaries()
-    except PgClusterError as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and {e}")
-        pytest.skip(str(e))
+    require_postgres()
     with TemporaryCluster() as cluster:
         yield cluster
 

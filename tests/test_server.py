@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -14,64 +13,18 @@ from typing import Iterator
 import pytest
 
 from vanilla_async import ConfigError, ServerConfig
-from vanilla_async.testing import Client
+from vanilla_async.testing import Client, ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 
 
-class Proc:
-    """A server started as a subprocess, with its log read line by line."""
-
-    def __init__(self, *argv: str, env: dict[str, str] | None = None) -> None:
-        self.popen = subprocess.Popen(
-            [sys.executable, *argv], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})}, text=True, bufsize=1,
-        )
-        self.lines: list[str] = []
-
-    def wait_for(self, pattern: str, timeout: float = 10) -> re.Match[str]:
-        regex = re.compile(pattern)
-        for line in self.lines:
-            if m := regex.search(line):
-                return m
-        deadline = time.monotonic() + timeout
-        assert self.popen.stdout is not None
-        os.set_blocking(self.popen.stdout.fileno(), False)
-        while time.monotonic() < deadline:
-            line = self.popen.stdout.readline()
-            if not line:
-                if self.popen.poll() is not None:
-                    break
-                time.sleep(0.02)
-                continue
-            self.lines.append(line)
-            if m := regex.search(line):
-                return m
-        raise AssertionError(f"no log line matching {pattern!r} within {timeout}s; got:\n{''.join(self.lines)}")
-
-    def port(self) -> int:
-        return int(self.wait_for(r"serving http://127\.0\.0\.1:(\d+)").group(1))
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-        try:
-            return self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
-            raise AssertionError("the server did not exit after the signal")
-
-
 @pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
+def procs() -> Iterator[list[ServerProcess]]:
+    started: list[ServerProcess] = []
     yield started
     for proc in started:
-        if proc.popen.poll() is None:
-            proc.popen.kill()
-            proc.popen.wait()
+        proc.kill()
 
 
 def fetch(port: int, raw: bytes = GET) -> bytes:
@@ -80,27 +33,26 @@ def fetch(port: int, raw: bytes = GET) -> bytes:
         return client.read_response().body
 
 
-def test_example_tiny_serves_with_prefork_workers_and_stops_on_sigterm(procs: list[Proc]) -> None:
-    proc = Proc("-m", "examples.tiny", "--port", "0", "--workers", "2")
+def test_example_tiny_serves_with_prefork_workers_and_stops_on_sigterm(procs: list[ServerProcess]) -> None:
+    proc = ServerProcess("-m", "examples.tiny", "--port", "0", "--workers", "2", cwd=ROOT)
     procs.append(proc)
     port = proc.port()
     proc.wait_for(r"backend=epoll, workers=2")
     proc.wait_for(r"worker 1 started")
     assert all(fetch(port) == b"Hello, World!" for _ in range(20))
     assert proc.stop(signal.SIGTERM) == 0
-    text = "".join(proc.lines) + (proc.popen.stdout.read() if proc.popen.stdout else "")
-    assert text.count("shutting down") == 2 and "stopped" in text
+    assert proc.output.count("shutting down") == 2 and "stopped" in proc.output
 
 
-def test_sigint_also_stops_cleanly(procs: list[Proc]) -> None:
-    proc = Proc("-m", "examples.tiny", "--port", "0", "--workers", "1")
+def test_sigint_also_stops_cleanly(procs: list[ServerProcess]) -> None:
+    proc = ServerProcess("-m", "examples.tiny", "--port", "0", "--workers", "1", cwd=ROOT)
     procs.append(proc)
     assert fetch(proc.port()) == b"Hello, World!"
     assert proc.stop(signal.SIGINT) == 0
 
 
-def test_crashed_worker_is_replaced_and_the_others_keep_serving(procs: list[Proc]) -> None:
-    proc = Proc("-m", "examples.tiny", "--port", "0", "--workers", "2")
+def test_crashed_worker_is_replaced_and_the_others_keep_serving(procs: list[ServerProcess]) -> None:
+    proc = ServerProcess("-m", "examples.tiny", "--port", "0", "--workers", "2", cwd=ROOT)
     procs.append(proc)
     port = proc.port()
     victim = int(proc.wait_for(r"worker 0 started \(pid (\d+)\)").group(1))
@@ -114,8 +66,8 @@ def test_crashed_worker_is_replaced_and_the_others_keep_serving(procs: list[Proc
     assert proc.stop() == 0
 
 
-def test_workers_exit_when_the_supervisor_is_killed(procs: list[Proc]) -> None:
-    proc = Proc("-m", "examples.tiny", "--port", "0", "--workers", "2")
+def test_workers_exit_when_the_supervisor_is_killed(procs: list[ServerProcess]) -> None:
+    proc = ServerProcess("-m", "examples.tiny", "--port", "0", "--workers", "2", cwd=ROOT)
     procs.append(proc)
     proc.port()
     pids = [int(proc.wait_for(rf"worker {i} started \(pid (\d+)\)").group(1)) for i in range(2)]
@@ -129,8 +81,8 @@ def test_workers_exit_when_the_supervisor_is_killed(procs: list[Proc]) -> None:
     assert not alive, f"orphaned workers still running: {alive}"
 
 
-def test_cli_serves_a_module_attribute_and_honours_vanilla_workers(procs: list[Proc]) -> None:
-    proc = Proc("-m", "vanilla_async", "examples.tiny:handler", "--port", "0", env={"VANILLA_WORKERS": "3"})
+def test_cli_serves_a_module_attribute_and_honours_vanilla_workers(procs: list[ServerProcess]) -> None:
+    proc = ServerProcess("-m", "vanilla_async", "examples.tiny:handler", "--port", "0", env={"VANILLA_WORKERS": "3"}, cwd=ROOT)
     procs.append(proc)
     port = proc.port()
     proc.wait_for(r"workers=3")
@@ -144,7 +96,7 @@ def test_cli_reports_a_bad_target_clearly() -> None:
     assert result.returncode == 2 and "has no attribute 'nope'" in result.stderr
 
 
-def test_graceful_stop_waits_for_a_slow_request(procs: list[Proc], tmp_path: Path) -> None:
+def test_graceful_stop_waits_for_a_slow_request(procs: list[ServerProcess], tmp_path: Path) -> None:
     app = tmp_path / "slow_app.py"
     app.write_text(
         "from vanilla_async import respond, sleep\n"
@@ -156,8 +108,8 @@ def test_graceful_stop_waits_for_a_slow_request(procs: list[Proc], tmp_path: Pat
         "    yield sleep(0.5)\n"
         "    respond(out, 200, b'slow done')\n"
     )
-    proc = Proc("-m", "vanilla_async", "slow_app:handler", "--port", "0", "--workers", "1",
-                env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"})
+    proc = ServerProcess("-m", "vanilla_async", "slow_app:handler", "--port", "0", "--workers", "1",
+                env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}, cwd=ROOT)
     procs.append(proc)
     port = proc.port()
     proc.wait_for("worker 0 started")

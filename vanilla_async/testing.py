@@ -15,6 +15,10 @@ bytes — whole, split at every byte, pipelined, half-closed — and reads frame
 response fails the test. On exit the server shuts down gracefully and the harness asserts that no
 connection, task, timer, fd watch or file descriptor was left behind.
 
+`ServerProcess` runs a server as a real process (``python -m examples.X``, the CLI) for what a
+thread cannot show: prefork workers, signals, the startup log. `require_postgres` skips a test
+when PostgreSQL's programs are missing, except under ``CI=true`` where it fails.
+
 For handlers called directly (no server): `make_request(raw)` builds the `Request` view and
 `call(handler, raw)` returns the bytes the handler produced, driving a generator handler on a
 throwaway reactor.
@@ -24,11 +28,15 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import h11
 
@@ -337,6 +345,120 @@ def serve(
     if make_state is not None and isinstance(handler_or_config, ServerConfig):
         cfg = cfg.with_(make_state=make_state)
     return TestServer(cfg, grace=grace, check_leaks=check_leaks)
+
+
+# -- servers as real processes ---------------------------------------------------------------------------
+_SERVING = r"serving http://127\.0\.0\.1:(\d+)"
+
+
+class ServerProcess:
+    """``python *argv`` as a subprocess whose log (stdout and stderr) is read line by line.
+
+        with ServerProcess("-m", "examples.tiny", "--port", "0", "--workers", "2") as proc:
+            port = proc.port()                       # from the "serving http://127.0.0.1:PORT" line
+            ...
+            assert proc.stop(signal.SIGTERM) == 0    # drained and exited cleanly
+
+    ``env`` is added to this process's environment, and the names in ``drop_env`` are removed
+    from it. Leaving the block kills the process if it still runs.
+    """
+
+    def __init__(
+        self, *argv: str, env: Mapping[str, str] | None = None, drop_env: Sequence[str] = (),
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> None:
+        environment = {k: v for k, v in os.environ.items() if k not in drop_env}
+        environment.update(env or {})
+        self.popen = subprocess.Popen(
+            [sys.executable, *argv], cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, bufsize=1,
+        )
+        assert self.popen.stdout is not None
+        os.set_blocking(self.popen.stdout.fileno(), False)
+        self.lines: list[str] = []  #: every log line read so far (a test may clear it)
+
+    def wait_for(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        """The first line (read so far, or arriving within ``timeout``) that matches ``pattern``."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            for line in self.lines[seen:]:
+                if match := regex.search(line):
+                    return match
+            seen = len(self.lines)
+            if not self._read_line():
+                if self.popen.poll() is not None:
+                    self._read_rest()
+                    raise AssertionError(f"the process exited ({self.popen.returncode}) before a line matching "
+                                         f"{pattern!r}:\n{self.output}")
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"no line matching {pattern!r} within {timeout}s; got:\n{self.output}")
+                time.sleep(0.02)
+
+    def port(self, timeout: float = 30.0) -> int:
+        """The port from the server's "serving http://127.0.0.1:PORT" line (logged once every worker listens)."""
+        return int(self.wait_for(_SERVING, timeout).group(1))
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Send ``sig`` (if still running), wait for the exit, read the rest of the log; the exit status."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+        try:
+            code = self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"the process did not exit within {timeout}s of signal {sig}:\n{self.output}") from None
+        self._read_rest()
+        return code
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()
+        self._read_rest()
+
+    @property
+    def output(self) -> str:
+        """Everything logged so far."""
+        return "".join(self.lines)
+
+    def _read_line(self) -> bool:
+        assert self.popen.stdout is not None
+        line = self.popen.stdout.readline()
+        if line:
+            self.lines.append(line)
+        return bool(line)
+
+    def _read_rest(self) -> None:
+        stdout = self.popen.stdout
+        if stdout is not None and not stdout.closed and self.popen.poll() is not None:
+            os.set_blocking(stdout.fileno(), True)
+            rest = stdout.read()
+            if rest:
+                self.lines.extend(rest.splitlines(keepends=True))
+            stdout.close()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+
+def require_postgres() -> None:
+    """Skip the calling test when PostgreSQL's server programs are missing — fail instead under
+    ``CI=true``, where scripts/system-deps installs them."""
+    import pytest  # (only tests call this)
+
+    from .pgcluster import PgClusterError, find_binaries
+
+    try:
+        find_binaries()
+    except PgClusterError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and {exc}")
+        pytest.skip(str(exc))
 
 
 # -- calling handlers directly --------------------------------------------------------------------------

@@ -23,26 +23,17 @@ import pytest
 
 from examples.async_db_pg import ADDITIONAL_FORTUNE, config, etag_for, make_state, none_match, query_count
 from examples.async_db_pg.schema import FORTUNES, USERS, WORLD_ROWS, ensure_schema, missing_tables, setup
-from vanilla_async.pgcluster import PgClusterError, TemporaryCluster, find_binaries
-from vanilla_async.testing import Client, Response, TestServer, serve
+from vanilla_async.pgcluster import TemporaryCluster
+from vanilla_async.testing import Client, Response, ServerProcess, TestServer, require_postgres, serve
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def need_postgres() -> None:
-    try:
-        find_binaries()
-    except PgClusterError as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and {e}")
-        pytest.skip(str(e))
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[TemporaryCluster]:
     """One cluster for the module, filled by `setup`. Prepared transactions let a test hold a lock
     without a session (one that `terminate_backends` would end)."""
-    need_postgres()
+    require_postgres()
     with TemporaryCluster(settings={"max_prepared_transactions": 4}) as c:
         setup(c.dsn)
         yield c
@@ -294,40 +285,13 @@ def _gone(pid: int) -> bool:
     return stat[stat.rfind(")") + 2:][:1] in ("Z", "X")  # a zombie waiting for init counts as gone
 
 
-def _run_module(env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str], int]:
-    """Start ``python -m examples.async_db_pg --port 0 --workers 2``; its output so far and its port."""
-    proc = subprocess.Popen([sys.executable, "-m", "examples.async_db_pg", "--port", "0", "--workers", "2"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if "serving http://127.0.0.1:" in line:
-            return proc, lines, int(line.rsplit(":", 1)[1].split()[0].strip("/"))
-    proc.kill()
-    rest, _ = proc.communicate()
-    raise AssertionError("the server did not report its port:\n" + "".join(lines) + rest)
-
-
-def _stop(proc: subprocess.Popen[str]) -> str:
-    """SIGTERM; assert a clean exit 0; the rest of its output."""
-    proc.send_signal(signal.SIGTERM)
-    rest, _ = proc.communicate(timeout=20)
-    assert proc.returncode == 0, rest
-    return rest
-
-
 def test_runs_as_a_module_with_an_embedded_cluster() -> None:
-    need_postgres()
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    proc, lines, port = _run_module(env)
-    try:
-        found = [m for line in lines if (m := re.search(r"embedded PostgreSQL in (\S+) \(postmaster pid (\d+)\)", line))]
-        assert found, lines
+    require_postgres()
+    with ServerProcess("-m", "examples.async_db_pg", "--port", "0", "--workers", "2", drop_env=["DATABASE_URL"],
+                       cwd=ROOT) as proc:
+        port = proc.port()
+        found = [m for line in proc.lines if (m := re.search(r"embedded PostgreSQL in (\S+) \(postmaster pid (\d+)\)", line))]
+        assert found, proc.output
         directory = Path(found[0].group(1))
         postmaster = int((directory / "data" / "postmaster.pid").read_text().split()[0])
         assert postmaster == int(found[0].group(2)) and not _gone(postmaster)
@@ -336,34 +300,26 @@ def test_runs_as_a_module_with_an_embedded_cluster() -> None:
             with Client(("127.0.0.1", port)) as client:
                 client.send(get(b"/db"))
                 rows_of(client.read_response())
-        rest = _stop(proc)
-        assert "embedded PostgreSQL stopped and removed" in rest
+        assert proc.stop(signal.SIGTERM) == 0, proc.output
+        assert "embedded PostgreSQL stopped and removed" in proc.output
         assert not directory.exists()
         assert _gone(postmaster)
         assert _processes_mentioning(str(directory)) == []
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
 
 def test_runs_as_a_module_on_database_url_creating_missing_tables(cluster: TemporaryCluster) -> None:
     with psycopg.connect(cluster.dsn_for("postgres"), autocommit=True) as conn:
         conn.execute("drop database if exists viaurl")
         conn.execute("create database viaurl")
-    env = dict(os.environ, DATABASE_URL=cluster.dsn_for("viaurl"))
-    proc, lines, port = _run_module(env)
-    try:
-        assert any("created the tables world, fortune and users" in line for line in lines), lines
-        assert not any("embedded" in line for line in lines)
+    with ServerProcess("-m", "examples.async_db_pg", "--port", "0", "--workers", "2",
+                       env={"DATABASE_URL": cluster.dsn_for("viaurl")}, cwd=ROOT) as proc:
+        port = proc.port()
+        assert "created the tables world, fortune and users" in proc.output, proc.output
+        assert "embedded" not in proc.output
         with Client(("127.0.0.1", port)) as client:
             client.send(get(b"/fortunes"))
             assert client.read_response().body.count(b"<tr><td>") == 13
-        _stop(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        assert proc.stop(signal.SIGTERM) == 0, proc.output
     assert missing_tables(cluster.dsn_for("viaurl")) == []
     with psycopg.connect(cluster.dsn_for("postgres"), autocommit=True) as conn:
         conn.execute("drop database viaurl")

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -16,7 +15,7 @@ import pytest
 from examples.async_sse import SseState, handler, lines, make_config, ticks
 from vanilla_async import Limits, ShuttingDown
 from vanilla_async.sse import Event, decode
-from vanilla_async.testing import Client, TestServer, call, serve
+from vanilla_async.testing import Client, ServerProcess, TestServer, call, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -234,28 +233,11 @@ def test_handler_called_directly() -> None:
 
 
 def test_runs_as_a_module_with_prefork_workers() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "examples.async_sse", "--port", "0", "--workers", "2"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        assert proc.stdout is not None
-        port = 0
-        deadline = time.monotonic() + 10
-        while not port and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if "serving http://127.0.0.1:" in line:
-                port = int(line.split("serving http://127.0.0.1:")[1].split()[0])
-        assert port, "the server did not report its port"
-        with Client(("127.0.0.1", port)) as client:
+    with ServerProcess("-m", "examples.async_sse", "--port", "0", "--workers", "2", cwd=ROOT) as proc:
+        with Client(("127.0.0.1", proc.port())) as client:
             client.send(get(b"/lines?count=2"))
             assert decode(client.read_response().body) == [Event("line 1", "line"), Event("line 2", "line")]
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        assert proc.stop(signal.SIGTERM) == 0
 
 
 # -- a real browser -----------------------------------------------------------------------------------------

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import pytest
 
 from examples.async_timer import MAX_MS, Delay, config, handler, parse_ms
 from vanilla_async import query_param
-from vanilla_async.testing import Client, call, serve
+from vanilla_async.testing import Client, ServerProcess, call, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -117,25 +115,8 @@ def test_handler_called_directly() -> None:
 
 
 def test_runs_as_a_module_with_prefork_workers() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "examples.async_timer", "--port", "0", "--workers", "2"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        assert proc.stdout is not None
-        port = 0
-        deadline = time.monotonic() + 10
-        while not port and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if "serving http://127.0.0.1:" in line:
-                port = int(line.rsplit(":", 1)[1].split()[0].strip("/"))
-        assert port, "the server did not report its port"
-        with Client(("127.0.0.1", port)) as client:
+    with ServerProcess("-m", "examples.async_timer", "--port", "0", "--workers", "2", cwd=ROOT) as proc:
+        with Client(("127.0.0.1", proc.port())) as client:
             client.send(get(b"/delay?ms=50"))
             assert client.read_response().body == b"delayed 50 ms\n"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        assert proc.stop(signal.SIGTERM) == 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -21,59 +20,11 @@ import pytest
 
 from examples.sse import Hub, Settings, encode_event, make_config
 from vanilla_async import Limits
-from vanilla_async.testing import TestServer, serve
+from vanilla_async.testing import ServerProcess, TestServer, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 MESSAGE = "première ligne\nsecond line\r\n\nfourth line"  # CRLF, an empty line, UTF-8
 EXPECTED = "première ligne\nsecond line\n\nfourth line"  # what a client rebuilds from the data lines
-
-
-# -- a subprocess server (the minimal bits of tests/test_server.py's Proc) -----------------------------
-class Proc:
-    def __init__(self, *argv: str, env: dict[str, str] | None = None) -> None:
-        self.popen = subprocess.Popen(
-            [sys.executable, *argv], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})}, text=True, bufsize=1,
-        )
-        self.lines: list[str] = []
-        assert self.popen.stdout is not None
-        os.set_blocking(self.popen.stdout.fileno(), False)
-
-    def wait_for(self, pattern: str, timeout: float = 10) -> re.Match[str]:
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        seen = 0
-        while True:
-            for line in self.lines[seen:]:
-                if m := regex.search(line):
-                    return m
-            seen = len(self.lines)
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no log line matching {pattern!r} within {timeout}s; got:\n{''.join(self.lines)}")
-            assert self.popen.stdout is not None
-            line = self.popen.stdout.readline()
-            if line:
-                self.lines.append(line)
-            elif self.popen.poll() is not None:
-                raise AssertionError(f"the server exited ({self.popen.returncode}):\n{''.join(self.lines)}")
-            else:
-                time.sleep(0.02)
-
-    def read_rest(self) -> str:
-        assert self.popen.stdout is not None
-        os.set_blocking(self.popen.stdout.fileno(), True)
-        self.lines.append(self.popen.stdout.read())
-        return "".join(self.lines)
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for proc in started:
-        if proc.popen.poll() is None:
-            proc.popen.kill()
-            proc.popen.wait()
 
 
 # -- an SSE client: h11 decodes the chunked body, a few lines parse the event stream --------------------
@@ -204,44 +155,43 @@ def test_encoding_splits_every_line_ending() -> None:
     assert encode_event(b"") == b"data: \n\n"
 
 
-def test_broadcast_reaches_every_subscriber_on_every_worker_once_then_bye_on_sigterm(procs: list[Proc]) -> None:
-    proc = Proc("-m", "examples.sse", "--port", "0", "--workers", "2", env={"SSE_HEARTBEAT": "0.3"})
-    procs.append(proc)
-    port = int(proc.wait_for(r"serving http://127\.0\.0\.1:(\d+)").group(1))
-    pids = [proc.wait_for(rf"worker {i} started \(pid (\d+)\)").group(1) for i in range(2)]
-    sockets = {proc.wait_for(rf"worker pid {pid} receives broadcasts on (\S+)").group(1) for pid in pids}
-    rendezvous = {os.path.dirname(path) for path in sockets}
-    assert len(sockets) == 2 and len(rendezvous) == 1 and all(os.path.exists(p) for p in sockets)
+def test_broadcast_reaches_every_subscriber_on_every_worker_once_then_bye_on_sigterm() -> None:
+    with ServerProcess("-m", "examples.sse", "--port", "0", "--workers", "2", env={"SSE_HEARTBEAT": "0.3"},
+                       cwd=ROOT) as proc:
+        port = proc.port()
+        pids = [proc.wait_for(rf"worker {i} started \(pid (\d+)\)").group(1) for i in range(2)]
+        sockets = {proc.wait_for(rf"worker pid {pid} receives broadcasts on (\S+)").group(1) for pid in pids}
+        rendezvous = {os.path.dirname(path) for path in sockets}
+        assert len(sockets) == 2 and len(rendezvous) == 1 and all(os.path.exists(p) for p in sockets)
 
-    # Subscribe until both workers have subscribers (SO_REUSEPORT hashes connections over them).
-    subscribers: list[tuple[SSEClient, int]] = []
-    while len(subscribers) < 8 or len({pid for _, pid in subscribers}) < 2:
-        assert len(subscribers) < 48, "every connection landed on one worker"
-        subscribers.append(subscribe(port))
-    assert len({pid for _, pid in subscribers}) == 2
+        # Subscribe until both workers have subscribers (SO_REUSEPORT hashes connections over them).
+        subscribers: list[tuple[SSEClient, int]] = []
+        while len(subscribers) < 8 or len({pid for _, pid in subscribers}) < 2:
+            assert len(subscribers) < 48, "every connection landed on one worker"
+            subscribers.append(subscribe(port))
+        assert len({pid for _, pid in subscribers}) == 2
 
-    status, body = post(port, b"/broadcast", MESSAGE.encode())
-    assert (status, json.loads(body)) == (202, {"workers": 2, "failed": 0})
-    for client, pid in subscribers:
-        # everything up to the message, then up to the first heartbeat after it (room for a duplicate)
-        items = client.until("event:message") + client.until("comment:")
-        messages = [i for i in items if i.kind == "event" and i.event == "message"]
-        assert [m.data for m in messages] == [EXPECTED], f"subscriber on worker {pid} got {items}"
-        assert items[-1].text == "heartbeat"
+        status, body = post(port, b"/broadcast", MESSAGE.encode())
+        assert (status, json.loads(body)) == (202, {"workers": 2, "failed": 0})
+        for client, pid in subscribers:
+            # everything up to the message, then up to the first heartbeat after it (room for a duplicate)
+            items = client.until("event:message") + client.until("comment:")
+            messages = [i for i in items if i.kind == "event" and i.event == "message"]
+            assert [m.data for m in messages] == [EXPECTED], f"subscriber on worker {pid} got {items}"
+            assert items[-1].text == "heartbeat"
 
-    assert post(port, b"/broadcast", b"x" * (64 * 1024 + 1))[0] == 413
+        assert post(port, b"/broadcast", b"x" * (64 * 1024 + 1))[0] == 413
 
-    proc.popen.send_signal(signal.SIGTERM)
-    for client, pid in subscribers:
-        items = client.until("event:bye", timeout=3)
-        assert all(i.kind == "comment" for i in items[:-1]), items
-        client.read_to_close()
-        assert client.ended, "the stream ended without its terminating chunk"
-        client.close()
-    assert proc.popen.wait(10) == 0
-    text = proc.read_rest()
-    assert "grace period over" not in text  # every stream ended at once, not at the end of the grace period
-    assert not any(os.path.exists(d) for d in rendezvous), "the rendezvous directory was left behind"
+        proc.popen.send_signal(signal.SIGTERM)  # (not stop(): the subscribers are read while it drains)
+        for client, pid in subscribers:
+            items = client.until("event:bye", timeout=3)
+            assert all(i.kind == "comment" for i in items[:-1]), items
+            client.read_to_close()
+            assert client.ended, "the stream ended without its terminating chunk"
+            client.close()
+        assert proc.stop(timeout=10) == 0
+        assert "grace period over" not in proc.output  # every stream ended at once, not at the end of the grace period
+        assert not any(os.path.exists(d) for d in rendezvous), "the rendezvous directory was left behind"
 
 
 @pytest.fixture
