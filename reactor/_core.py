@@ -67,7 +67,7 @@ class Task:
     """A generator driven by the reactor. Subclass and override the hooks to observe it."""
 
     __slots__ = (
-        "gen", "name", "reactor", "_fd", "_timer", "_reading", "_race", "_lot", "_held", "_stash", "done", "__weakref__",
+        "gen", "name", "reactor", "_fd", "_timer", "_race", "_lot", "_held", "_stash", "done", "__weakref__",
     )
 
     def __init__(self, gen: TaskGenerator, name: str = "") -> None:
@@ -77,7 +77,6 @@ class Task:
         self.name = name or getattr(gen, "__qualname__", "task")
         self.reactor: Reactor | None = None
         self._fd = -1  # fd the task is parked on, or -1
-        self._reading = True
         self._timer: Timer | None = None
         self._race: _Race | None = None
         self._lot: ParkingLot | None = None

@@ -27,10 +27,11 @@ import signal
 import socket
 import threading
 import time
-from typing import Callable
 
 from ._config import ServerConfig
-from ._worker import Worker, make_listener
+from reactor import default_backend_name
+
+from ._worker import Worker
 
 log = logging.getLogger("vanilla_async")
 
@@ -51,7 +52,6 @@ class Server:
         self._stopping = False
         self._grace = config.grace
         self._parent = os.getpid()
-        self.on_worker_exit: Callable[[int, int, int], None] | None = None
 
     def bind(self) -> int:
         """Resolve the port (binding a placeholder for port 0) and return it."""
@@ -85,10 +85,7 @@ class Server:
         port = self.bind()
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:
-            probe = Worker(self.config.with_(port=port), listener=make_listener(self.config.host, port, 1))
-            backend = probe.reactor.backend_name
-            probe.listener.close()
-            probe.reactor.close()
+            backend = self.config.backend if self.config.backend != "auto" else default_backend_name()
             ready = [self._spawn(index) for index in range(self.workers)]
             self._await_ready(ready)
             log.info("vanilla_async serving %s (backend=%s, workers=%d, pid=%d)", self.url, backend, self.workers, os.getpid())
@@ -170,8 +167,6 @@ class Server:
             for pid, code in self._reap():
                 index = self._pids.pop(pid)
                 lived = now - self._started_at.pop(pid, now)
-                if self.on_worker_exit is not None:
-                    self.on_worker_exit(index, pid, code)
                 if self._stopping:
                     if code != 0:
                         status = 1

@@ -81,7 +81,6 @@ class Worker:
         self.state: Any = None
         self.background: list[Task] = []
         self.stopping = False
-        self.accepting = False
         self._timers: list[Timer] = []
         self._force_timer: Timer | None = None
         self._started = False
@@ -97,7 +96,6 @@ class Worker:
         config = self.config
         self.state = config.make_state() if config.make_state is not None else None
         self.reactor.add_reader(self.listener.fileno(), self._on_accept)
-        self.accepting = True
         self._schedule_date()
         limits = self.limits
         self._sweep_every = max(0.05, min(1.0, min(limits.read_timeout, limits.idle_timeout, limits.write_timeout) / 4))
@@ -190,7 +188,6 @@ class Worker:
         if self.listener.fileno() >= 0:
             self.reactor.remove(self.listener.fileno())
             self.listener.close()
-        self.accepting = False
 
     def _on_accept(self, mask: int) -> None:
         listener = self.listener
