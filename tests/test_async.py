@@ -152,12 +152,14 @@ def test_ten_thousand_disconnects_while_parked_leave_nothing_behind(backend: str
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def test_half_close_while_parked_is_noticed_without_a_write(backend: str) -> None:
+@pytest.mark.parametrize("leave", ["close", "reset", "half-close"])
+def test_a_client_leaving_while_parked_closes_its_generator_without_a_write(backend: str, leave: str) -> None:
     cleaned: list[float] = []
 
     def handler(req: Request, out: bytearray) -> Gen:
         try:
             yield sleep(30)
+            respond(out, 200, b"never")
         finally:
             cleaned.append(time.monotonic())
 
@@ -165,8 +167,13 @@ def test_half_close_while_parked_is_noticed_without_a_write(backend: str) -> Non
         client = server.connect()
         client.send(GET)
         time.sleep(0.1)
-        client.shut_wr()
         left = time.monotonic()
+        if leave == "half-close":
+            client.shut_wr()
+        else:
+            if leave == "reset":
+                client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
         assert wait_until(lambda: bool(cleaned), 2) and cleaned[0] - left < 1
 
 

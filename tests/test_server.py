@@ -82,10 +82,11 @@ def test_workers_exit_when_the_supervisor_is_killed(procs: list[ServerProcess]) 
 
 
 def test_cli_serves_a_module_attribute_and_honours_vanilla_workers(procs: list[ServerProcess]) -> None:
-    proc = ServerProcess("-m", "vanilla_async", "examples.tiny:handler", "--port", "0", env={"VANILLA_WORKERS": "3"}, cwd=ROOT)
+    proc = ServerProcess("-m", "vanilla_async", "examples.tiny:handler", "--port", "0", "--backend", "selectors",
+                         "--log-level", "INFO", env={"VANILLA_WORKERS": "3"}, cwd=ROOT)
     procs.append(proc)
     port = proc.port()
-    proc.wait_for(r"workers=3")
+    proc.wait_for(r"backend=selectors, workers=3")
     assert fetch(port, b"GET /json HTTP/1.1\r\nHost: t\r\n\r\n").startswith(b'{"message": "Hello, World!"')
     assert proc.stop() == 0
 
