@@ -285,6 +285,8 @@ def test_a_killed_python_leaks_nothing(pg_cluster: TemporaryCluster) -> None:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert wait_until(lambda: not alive(int(pid)) and not Path(directory).exists(), 15)
+    # The watchdog (and its rm) exit just after the directory is gone: give them the same bound.
+    wait_until(lambda: processes_mentioning(directory) == [], 5)
     assert processes_mentioning(directory) == []
 
 
