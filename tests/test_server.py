@@ -157,3 +157,14 @@ def test_server_shutdown_from_another_thread_returns_cleanly(tmp_path: Path) -> 
     result = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=30,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert "BODY embedded" in result.stdout and "EXIT 0" in result.stdout, result.stderr
+
+
+def test_repeated_stop_signals_still_end_in_a_clean_exit(procs: list[ServerProcess]) -> None:
+    proc = ServerProcess("-m", "examples.tiny", "--port", "0", "--workers", "2", cwd=ROOT)
+    procs.append(proc)
+    assert fetch(proc.port()) == b"Hello, World!"
+    deadline = time.monotonic() + 5
+    while proc.popen.poll() is None and time.monotonic() < deadline:  # Ctrl-C held down, as it were
+        proc.popen.send_signal(signal.SIGTERM)
+        time.sleep(0.005)
+    assert proc.wait(10) == 0, proc.output

@@ -15,7 +15,8 @@ runs its own reactor; nothing is shared between workers.
   drains within ``ServerConfig.grace``. A shorter grace given to `shutdown` is enforced by sending
   SIGUSR1 ("grace is over, close now") when it expires. Workers still alive well after that are
   killed. A second SIGTERM/SIGINT (Ctrl-C twice) ends the grace period at once. `run()` returns 0
-  when every worker exited cleanly.
+  when every worker exited cleanly; after a stop by signal, SIGTERM/SIGINT stay ignored (the
+  process is expected to exit), so a late one cannot turn a clean exit into a kill.
 """
 
 from __future__ import annotations
@@ -91,8 +92,14 @@ class Server:
             log.info("vanilla_async serving %s (backend=%s, workers=%d, pid=%d)", self.url, backend, self.workers, os.getpid())
             return self._supervise()
         finally:
+            if self._stopping:
+                # Stopped by a signal: the process is about to exit. A late SIGTERM/SIGINT (Ctrl-C
+                # pressed again) must not kill it with the default action once unblocked: from
+                # now on they are ignored. (Set while still blocked, so there is no window.)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
             while signal.sigtimedwait(_SIGNALS, 0) is not None:
-                pass  # a late SIGTERM must not kill us with the default action once unblocked
+                pass
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             if self._placeholder is not None:
                 self._placeholder.close()
@@ -112,9 +119,12 @@ class Server:
             code = 1
             try:
                 os.close(ready_r)
+                # Stop signals are ignored outside the reactor's lifetime: its handlers take over while it
+                # runs, and a late SIGUSR1/SIGTERM after it closed must not kill a worker that is exiting.
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+                    signal.signal(sig, signal.SIG_IGN)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # handlers may waitpid() their own children
                 signal.pthread_sigmask(signal.SIG_SETMASK, set())
-                for sig in _SIGNALS:
-                    signal.signal(sig, signal.SIG_DFL)
                 if self._placeholder is not None:
                     self._placeholder.close()
                 code = _worker_main(self.config.with_(port=self.port), index, self._parent, ready_w)

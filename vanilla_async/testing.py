@@ -412,6 +412,16 @@ class ServerProcess:
         self._read_rest()
         return code
 
+    def wait(self, timeout: float = 20.0) -> int:
+        """Wait for the process to exit by itself (e.g. after a signal sent earlier); the exit status."""
+        try:
+            code = self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"the process did not exit within {timeout}s:\n{self.output}") from None
+        self._read_rest()
+        return code
+
     def kill(self) -> None:
         if self.popen.poll() is None:
             self.popen.kill()

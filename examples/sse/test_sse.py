@@ -189,7 +189,7 @@ def test_broadcast_reaches_every_subscriber_on_every_worker_once_then_bye_on_sig
             client.read_to_close()
             assert client.ended, "the stream ended without its terminating chunk"
             client.close()
-        assert proc.stop(timeout=10) == 0
+        assert proc.wait(10) == 0
         assert "grace period over" not in proc.output  # every stream ended at once, not at the end of the grace period
         assert not any(os.path.exists(d) for d in rendezvous), "the rendezvous directory was left behind"
 
