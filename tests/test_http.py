@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import pytest
 
 from vanilla_async import Limits, Request, ResponseError, respond, sleep
-from vanilla_async.testing import serve
+from vanilla_async.testing import make_request, serve
 
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 
@@ -500,3 +500,19 @@ def test_on_worker_stop_runs_once_when_shutdown_begins(backend: str) -> None:
     assert client.read_response().body == b"finished after the hook"  # in-flight requests still run
     server.assert_no_leaks(server.stop())
     assert calls == [("state", 0)]
+
+
+def test_request_peer_is_the_client_address(backend: str) -> None:
+    seen: list[object] = []
+
+    def handler(req: Request, out: bytearray) -> None:
+        seen.append(req.peer())
+        respond(out, 200, b"ok")
+
+    with serve(handler, backend=backend) as server:
+        with server.connect() as client:
+            client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert client.read_response().status == 200
+            local = client.sock.getsockname()
+    assert seen == [(local[0], local[1])]
+    assert make_request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").peer() is None

@@ -13,6 +13,7 @@ section (``_lower``, same length and offsets as the original), and a lookup is o
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 
@@ -87,6 +88,25 @@ class Request:
         buf = self._buf
         q = buf.find(b"?", self._ts, self._te)
         return b"" if q < 0 else buf[q + 1:self._te]
+
+    def peer(self) -> tuple[str, int] | None:
+        """The client's (host, port) as the socket sees it — the direct peer, which may be a proxy.
+
+        ``None`` when the handler is called without a socket or the client already left. A syscall per
+        call (nothing is paid by handlers that never ask): call it once per request.
+        """
+        if self.fd < 0:
+            return None
+        sock = socket.socket(fileno=self.fd)  # borrows the fd: detach() below gives it back unclosed
+        try:
+            address = sock.getpeername()
+        except OSError:
+            return None
+        finally:
+            sock.detach()
+        if isinstance(address, tuple):
+            return (str(address[0]), int(address[1]))
+        return None
 
     @property
     def version(self) -> bytes:
