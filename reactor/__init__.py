@@ -3,11 +3,12 @@
 It knows nothing about HTTP. A generator yields `readable(fd)`, `writable(fd)`, `sleep(s)` or
 `sleep_until(t)`; the `Reactor` parks it and resumes it in the same loop when the fd or timer
 fires. Long-lived sockets get plain callbacks instead (`Reactor.add_stream`). Backends: ``epoll``
-(Linux, edge-triggered streams) and ``selectors`` (portable, level-triggered).
+(Linux, edge-triggered streams), ``selectors`` (portable, level-triggered) and ``trio`` (the
+same reactor as a trio task: `reactor._trio.TrioReactor`, made by `make_reactor("trio")`).
 """
 
 from ._backends import BACKENDS, BROKEN, ERROR, HANGUP, PEER_CLOSED, READABLE, WRITABLE, default_backend_name, make_backend
-from ._core import ParkingLot, Reactor, ReactorStats, Task
+from ._core import ParkingLot, Reactor, ReactorStats, Task, make_reactor
 from ._errors import BusyResourceError, ClosedResourceError, ReactorClosedError, ReactorError, UnknownTokenError
 from ._timers import Timer
 from ._tokens import First, Park, Readable, Sleep, SleepUntil, Token, Writable, first, park, readable, sleep, sleep_until, writable
@@ -16,5 +17,5 @@ __all__ = (
     "BACKENDS", "BROKEN", "ERROR", "HANGUP", "PEER_CLOSED", "READABLE", "WRITABLE",
     "BusyResourceError", "Park", "ParkingLot", "park", "ClosedResourceError", "Readable", "Reactor", "ReactorClosedError", "ReactorError",
     "ReactorStats", "Sleep", "SleepUntil", "Task", "Timer", "Token", "UnknownTokenError", "Writable",
-    "default_backend_name", "first", "First", "make_backend", "readable", "sleep", "sleep_until", "writable",
+    "default_backend_name", "first", "make_reactor", "First", "make_backend", "readable", "sleep", "sleep_until", "writable",
 )

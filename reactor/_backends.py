@@ -177,7 +177,7 @@ class SelectorsBackend:
         self._sel.close()
 
 
-BACKENDS = ("epoll", "selectors")
+BACKENDS = ("epoll", "selectors", "trio")
 
 
 def default_backend_name() -> str:
@@ -194,4 +194,6 @@ def make_backend(name: str = "auto") -> EpollBackend | SelectorsBackend:
         return EpollBackend()
     if name == "selectors":
         return SelectorsBackend()
+    if name == "trio":
+        raise ValueError("the trio backend drives a whole reactor, not a poller: use make_reactor('trio') or TrioReactor")
     raise ValueError(f"unknown reactor backend {name!r}; choose one of {', '.join(BACKENDS)} or 'auto'")

@@ -43,7 +43,7 @@ from functools import partial
 from types import FrameType
 from typing import Any, Callable, Generator, NamedTuple
 
-from ._backends import BROKEN, READABLE, WRITABLE, EpollBackend, SelectorsBackend, make_backend
+from ._backends import BROKEN, READABLE, WRITABLE, Backend, make_backend
 from ._errors import BusyResourceError, ClosedResourceError, ReactorClosedError, UnknownTokenError
 from ._timers import Timer, TimerQueue
 from ._tokens import First, Park, Readable, Sleep, SleepUntil, Writable
@@ -51,7 +51,6 @@ from ._tokens import First, Park, Readable, Sleep, SleepUntil, Writable
 log = logging.getLogger("reactor")
 
 TaskGenerator = Generator[Any, Any, Any]
-monotonic = time.monotonic
 
 
 class ReactorStats(NamedTuple):
@@ -243,9 +242,14 @@ class _FdWatch:
 class Reactor:
     """A single-threaded event loop for one worker. See the module docstring."""
 
-    def __init__(self, backend: str | EpollBackend | SelectorsBackend = "auto") -> None:
-        self.backend = make_backend(backend) if isinstance(backend, str) else backend
-        self.now = monotonic()
+    def __init__(
+        self, backend: str | Backend = "auto", clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.backend: Backend = make_backend(backend) if isinstance(backend, str) else backend
+        #: the reactor's clock: timers, token timeouts and `sleep_until` deadlines are on it
+        #: (`time.monotonic` unless given; see `TrioReactor` for trio's clock)
+        self.clock = clock
+        self.now = clock()
         self._callbacks: dict[int, Callable[[int], None]] = {}
         self._watches: dict[int, _FdWatch] = {}
         self._timers = TimerQueue()
@@ -318,7 +322,7 @@ class Reactor:
         return self._timers.add(deadline, callback)
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> Timer:
-        return self._timers.add(monotonic() + delay, callback)
+        return self._timers.add(self.clock() + delay, callback)
 
     def call_soon(self, callback: Callable[[], object]) -> None:
         self._ready.append(callback)
@@ -506,16 +510,16 @@ class Reactor:
                 if exc is not None:
                     continue
                 if token.timeout is not None:
-                    task._timer = self._timers.add(monotonic() + token.timeout, partial(self._timed_out, task))
+                    task._timer = self._timers.add(self.clock() + token.timeout, partial(self._timed_out, task))
             elif kind is Sleep:
-                task._timer = self._timers.add(monotonic() + token.seconds, partial(self._wake_sleeper, task))
+                task._timer = self._timers.add(self.clock() + token.seconds, partial(self._wake_sleeper, task))
             elif kind is SleepUntil:
                 task._timer = self._timers.add(token.deadline, partial(self._wake_sleeper, task))
             elif kind is Park:
                 token.lot._waiters[task] = None
                 task._lot = token.lot
                 if token.timeout is not None:
-                    task._timer = self._timers.add(monotonic() + token.timeout, partial(self._timed_out, task))
+                    task._timer = self._timers.add(self.clock() + token.timeout, partial(self._timed_out, task))
             elif kind is First:
                 exc = self._park_race(task, token.tokens)
                 if exc is not None:
@@ -586,18 +590,19 @@ class Reactor:
         poll = self.backend.poll
         timers = self._timers
         ready = self._ready
+        clock = self.clock
         try:
             while not self._stop_requested:
                 deadline = timers.next_deadline()
                 if ready:
                     timeout = 0.0
                 else:
-                    timeout = -1.0 if deadline is None else max(0.0, deadline - monotonic())
+                    timeout = -1.0 if deadline is None else max(0.0, deadline - clock())
                 try:
                     events = poll(timeout)
                 except InterruptedError:  # pragma: no cover - PEP 475 retries poll() for us
                     events = []
-                self.now = now = monotonic()
+                self.now = now = clock()
                 for fd, mask in events:
                     callback = callbacks.get(fd)
                     if callback is not None:
@@ -606,22 +611,29 @@ class Reactor:
                         except Exception:
                             log.exception("callback for fd %d raised; the loop goes on", fd)
                 if deadline is not None and deadline <= now:
-                    for timer in timers.pop_due(now):
-                        try:
-                            timer.callback()
-                        except Exception:
-                            log.exception("timer callback %r raised; the loop goes on", timer.callback)
+                    self._run_timers(now)
                 if ready:
-                    for _ in range(len(ready)):
-                        soon = ready.popleft()
-                        try:
-                            soon()
-                        except Exception:
-                            log.exception("callback %r raised; the loop goes on", soon)
+                    self._run_ready()
         finally:
             self._running = False
             self._stop_requested = False
             self._thread = None
+
+    def _run_timers(self, now: float) -> None:
+        for timer in self._timers.pop_due(now):
+            try:
+                timer.callback()
+            except Exception:
+                log.exception("timer callback %r raised; the loop goes on", timer.callback)
+
+    def _run_ready(self) -> None:
+        ready = self._ready
+        for _ in range(len(ready)):
+            soon = ready.popleft()
+            try:
+                soon()
+            except Exception:
+                log.exception("callback %r raised; the loop goes on", soon)
 
     @property
     def running(self) -> bool:
@@ -651,6 +663,18 @@ class Reactor:
         self.backend.close()
         self._wake_r.close()
         self._wake_w.close()
+
+
+def make_reactor(backend: str = "auto", clock: Callable[[], float] | None = None) -> Reactor:
+    """A reactor for ``backend``: ``"auto"``, ``"epoll"``, ``"selectors"`` or ``"trio"`` (a `TrioReactor`;
+    needs the ``trio`` package). ``clock`` replaces `time.monotonic` as the reactor's clock."""
+    if backend == "trio":
+        try:
+            from ._trio import TrioReactor
+        except ImportError as exc:  # pragma: no cover - trio is installed wherever the tests run
+            raise ValueError("backend 'trio' needs the trio package: pip install 'vanilla-async[trio]'") from exc
+        return TrioReactor(clock)
+    return Reactor(backend, clock if clock is not None else time.monotonic)
 
 
 def _noop_signal_handler(signum: int, frame: FrameType | None) -> None:

@@ -38,15 +38,20 @@ class Timer:
 
 
 class TimerQueue:
-    __slots__ = ("_heap", "_seq", "live")
+    __slots__ = ("_heap", "_seq", "live", "on_add")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
         self.live = 0
+        #: called with each new deadline (a loop that sleeps elsewhere, e.g. on trio, must learn of
+        #: a timer earlier than the one it sleeps until); ``None`` for loops that re-read the queue
+        self.on_add: Callable[[float], None] | None = None
 
     def add(self, deadline: float, callback: Callable[[], object]) -> Timer:
         timer = Timer(deadline, callback, self)
+        if self.on_add is not None:
+            self.on_add(deadline)
         heapq.heappush(self._heap, (deadline, next(self._seq), timer))
         self.live += 1
         return timer
