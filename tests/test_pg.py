@@ -15,6 +15,8 @@ from vanilla_async.pg import Database, DatabaseBusy, DatabaseError, QueryTimeout
 from vanilla_async.pgcluster import TemporaryCluster
 from vanilla_async.testing import TestServer, serve
 
+pytestmark = pytest.mark.usefixtures("each_backend")  # every server here runs on each backend
+
 Gen = Generator[Any, Any, None]
 Query = Callable[[Request, Database], Generator[Any, Any, bytes]]
 

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 Handler = Callable[["Request", bytearray], Optional[Generator[Any, Any, Any]]]
 WorkerStart = Callable[[Any, "Reactor"], Union[None, Generator[Any, Any, Any], Iterable[Generator[Any, Any, Any]]]]
 
-BACKEND_NAMES = ("auto", "epoll", "selectors")
+BACKEND_NAMES = ("auto", "epoll", "selectors", "trio")
+#: the environment variable the CLI and `testing.serve` read when no backend is given
+BACKEND_ENV = "VANILLA_ASYNC_BACKEND"
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import time
 from types import GeneratorType
 from typing import Any
 
-from reactor import Reactor, Task, Timer
+from reactor import Reactor, Task, Timer, make_reactor
 
 from ._config import ServerConfig
 from ._connection import Connection
@@ -67,14 +67,15 @@ class Worker:
     """Serve ``config`` on one reactor. `run()` blocks until shutdown completes."""
 
     def __init__(
-        self, config: ServerConfig, index: int = 0, listener: socket.socket | None = None, parent_pid: int | None = None
+        self, config: ServerConfig, index: int = 0, listener: socket.socket | None = None, parent_pid: int | None = None,
+        reactor: Reactor | None = None,
     ) -> None:
         self.config = config
         self.parent_pid = parent_pid  # a worker process drains and exits if its supervisor disappears
         self.index = index
         self.limits = config.limits
         self.handler = config.handler
-        self.reactor = Reactor(config.backend)
+        self.reactor = reactor if reactor is not None else make_reactor(config.backend)
         self.listener = listener if listener is not None else make_listener(config.host, config.port, config.backlog)
         self.port: int = self.listener.getsockname()[1]
         self.conns: dict[int, Connection] = {}
@@ -250,7 +251,7 @@ class Worker:
         if self.parent_pid is not None and os.getppid() != self.parent_pid and not self.stopping:
             log.warning("worker %d: supervisor (pid %d) is gone; shutting down", self.index, self.parent_pid)
             self.begin_shutdown()
-        now = self.reactor.now = time.monotonic()
+        now = self.reactor.now = self.reactor.clock()
         for conn in [c for c in self.conns.values() if c.deadline <= now]:
             conn.expire(now)
         self._timers = [t for t in self._timers if t.active]

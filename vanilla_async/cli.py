@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from typing import Sequence
 
-from ._config import BACKEND_NAMES, ServerConfig
+from ._config import BACKEND_ENV, BACKEND_NAMES, ServerConfig
 from ._server import Server
 from .errors import ConfigError
 
@@ -24,7 +25,8 @@ def _parser(prog: str, with_target: bool) -> argparse.ArgumentParser:
     parser.add_argument("--host", help="address to bind (default: the config's, 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to bind; 0 picks a free one (default: the config's, 8080)")
     parser.add_argument("--workers", type=int, help="worker processes (default: $VANILLA_WORKERS, else the usable CPUs)")
-    parser.add_argument("--backend", choices=BACKEND_NAMES, help="event loop backend (default: auto)")
+    parser.add_argument("--backend", choices=BACKEND_NAMES, default=os.environ.get(BACKEND_ENV) or None,
+                        help=f"event loop backend (default: ${BACKEND_ENV}, else the config's: auto)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO")
     return parser
 

@@ -42,7 +42,7 @@ import h11
 
 from reactor import Reactor, Task
 
-from ._config import ServerConfig
+from ._config import BACKEND_ENV, ServerConfig
 from ._framer import frame
 from ._limits import Limits
 from ._request import Request
@@ -328,14 +328,19 @@ class TestServer:
 def serve(
     handler_or_config: Callable[..., Any] | ServerConfig,
     *,
-    backend: str = "auto",
+    backend: str | None = None,
     limits: Limits | None = None,
     make_state: Callable[[], Any] | None = None,
     grace: float = 2.0,
     check_leaks: bool = True,
     **config: Any,
 ) -> TestServer:
-    """A `TestServer` for a handler (or a full `ServerConfig`); use it as a context manager."""
+    """A `TestServer` for a handler (or a full `ServerConfig`); use it as a context manager.
+
+    ``backend`` defaults to ``$VANILLA_ASYNC_BACKEND`` (as the CLI does), else the config's own.
+    """
+    if backend is None:
+        backend = os.environ.get(BACKEND_ENV) or "auto"
     if isinstance(handler_or_config, ServerConfig):
         cfg = handler_or_config.with_(backend=backend) if backend != "auto" else handler_or_config
     else:

@@ -26,6 +26,8 @@ from examples.async_db_pg.schema import FORTUNES, USERS, WORLD_ROWS, ensure_sche
 from vanilla_async.pgcluster import TemporaryCluster
 from vanilla_async.testing import Client, Response, ServerProcess, TestServer, require_postgres, serve
 
+pytestmark = pytest.mark.usefixtures("each_backend")  # every server here runs on each backend
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -14,6 +14,8 @@ import pytest
 from examples.async_proxy import ChunkedDecoder, Settings, make_config
 from vanilla_async.testing import TestServer, serve
 
+pytestmark = pytest.mark.usefixtures("each_backend")  # every server here runs on each backend
+
 WAIT = 5.0  # the longest any upstream endpoint waits for the test: nothing can hang longer
 
 

@@ -17,6 +17,8 @@ from vanilla_async import Limits, ShuttingDown
 from vanilla_async.sse import Event, decode
 from vanilla_async.testing import Client, ServerProcess, TestServer, call, serve
 
+pytestmark = pytest.mark.usefixtures("each_backend")  # every server here runs on each backend
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 

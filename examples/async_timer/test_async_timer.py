@@ -12,6 +12,8 @@ from examples.async_timer import MAX_MS, Delay, config, handler, parse_ms
 from vanilla_async import query_param
 from vanilla_async.testing import Client, ServerProcess, call, serve
 
+pytestmark = pytest.mark.usefixtures("each_backend")  # every server here runs on each backend
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -22,6 +22,8 @@ from examples.sse import Hub, Settings, encode_event, make_config
 from vanilla_async import Limits
 from vanilla_async.testing import ServerProcess, TestServer, serve
 
+pytestmark = pytest.mark.usefixtures("each_backend")  # every server here runs on each backend
+
 ROOT = Path(__file__).resolve().parents[2]
 MESSAGE = "première ligne\nsecond line\r\n\nfourth line"  # CRLF, an empty line, UTF-8
 EXPECTED = "première ligne\nsecond line\n\nfourth line"  # what a client rebuilds from the data lines

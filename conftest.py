@@ -4,15 +4,25 @@ from typing import Iterator
 
 import pytest
 
+from vanilla_async._config import BACKEND_ENV
 from vanilla_async.pgcluster import TemporaryCluster
 from vanilla_async.testing import require_postgres
 
-BACKENDS = ["epoll", "selectors"]
+BACKENDS = ["epoll", "selectors", "trio"]
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
-    """Every end-to-end test runs once per reactor backend."""
+    """Every end-to-end test that takes it runs once per reactor backend."""
+    return str(request.param)
+
+
+@pytest.fixture(params=BACKENDS)
+def each_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """For whole modules (``pytestmark = pytest.mark.usefixtures("each_backend")``): every server
+    the test starts — `testing.serve` in-process, or `python -m ...` through the CLI — uses this
+    backend, via ``$VANILLA_ASYNC_BACKEND``."""
+    monkeypatch.setenv(BACKEND_ENV, str(request.param))
     return str(request.param)
 
 
