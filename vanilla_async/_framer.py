@@ -42,13 +42,16 @@ Decisions (RFC 9112 unless noted):
   excess is buffered (less the up to three bytes that may still be the start of the terminating
   CRLF / CRLFCRLF, so that every prefix of a request within the limits is a `Need`).
 * Split points: a prefix of a valid request is always a `Need`; a prefix of an invalid one is a
-  `Need` or the same error as the whole (the request line is judged before the fields, 414 before 431).
+  `Need` or the same error as the whole (the request line is judged before the fields, 414 before 431;
+  a head or trailer section over its limit first has its bytes within the limit judged as a prefix
+  would be, so an earlier bare LF is 400 however the bytes arrive). tests/test_fuzz.py checks this
+  and the differences from h11 (docs/framer-vs-h11.md) on generated and mutated requests.
 """
 
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 from ._limits import Limits
 from ._request import Request
@@ -117,9 +120,10 @@ def frame(buf: bytes, pos: int, limits: Limits) -> Request | Need:
         return _incomplete_head(buf, pos, limits)
     le = buf.find(b"\r\n", pos)
     if le - pos > limits.max_request_line:
-        raise ProtocolError(414, f"request line exceeds {limits.max_request_line} bytes")
+        _over_limit(buf, pos, limits, ProtocolError(414, f"request line exceeds {limits.max_request_line} bytes"))
     if hend - pos > limits.max_header_bytes:
-        raise ProtocolError(431, f"request header section exceeds {limits.max_header_bytes} bytes")
+        _over_limit(buf, pos, limits, ProtocolError(
+            431, f"request header section exceeds {limits.max_header_bytes} bytes"))
     if _HEAD.fullmatch(buf, pos, hend + 2) is None:
         line = buf[pos:le]
         if _REQUEST_LINE.fullmatch(line) is None:
@@ -225,16 +229,32 @@ def _skip_empty_lines(buf: bytes, pos: int, limits: Limits) -> Request | Need:
 
 def _incomplete_head(buf: bytes, pos: int, limits: Limits) -> Need:
     """No CRLFCRLF yet: reject what is already certain to be wrong, else ask for more."""
+    error = _head_over_limit(buf, pos, limits)
+    if error is not None:
+        _over_limit(buf, pos, limits, error)
+    _judge_partial_head(buf, pos)
+    return NEED_MORE
+
+
+def _head_over_limit(buf: bytes, pos: int, limits: Limits) -> ProtocolError | None:
+    """414 / 431 for a head without its CRLFCRLF yet, or None when it is within the limits."""
     size = len(buf) - pos
-    if size and buf[pos] < 0x21 and (size > 1 or buf[pos] != 13):  # a lone CR may start an empty line (§2.2)
-        raise ProtocolError(400, "invalid first byte of the request line")
     le = buf.find(b"\r\n", pos)
     # Bytes that may be the start of the CRLF / CRLFCRLF ending the line / head do not count yet,
     # so that every prefix of a request that is within the limits is answered "need more".
     if (le < 0 and size - buf.endswith(b"\r") > limits.max_request_line) or le - pos > limits.max_request_line:
-        raise ProtocolError(414, f"request line exceeds {limits.max_request_line} bytes")
+        return ProtocolError(414, f"request line exceeds {limits.max_request_line} bytes")
     if size - _partial_terminator(buf) > limits.max_header_bytes:
-        raise ProtocolError(431, f"request header section exceeds {limits.max_header_bytes} bytes")
+        return ProtocolError(431, f"request header section exceeds {limits.max_header_bytes} bytes")
+    return None
+
+
+def _judge_partial_head(buf: bytes, pos: int) -> None:
+    """Raise what is already certain to be wrong in a head (within the limits) that is not complete yet."""
+    size = len(buf) - pos
+    if size and buf[pos] < 0x21 and (size > 1 or buf[pos] != 13):  # a lone CR may start an empty line (§2.2)
+        raise ProtocolError(400, "invalid first byte of the request line")
+    le = buf.find(b"\r\n", pos)
     if le >= 0:  # the request line is judged first, as in frame(): the same input gets the same answer
         line = buf[pos:le]
         if _REQUEST_LINE.fullmatch(line) is None:
@@ -243,7 +263,26 @@ def _incomplete_head(buf: bytes, pos: int, limits: Limits) -> Need:
             raise ProtocolError(505, f"HTTP version {line[-8:].decode('latin-1')} is not supported; use HTTP/1.1")
     if _BARE_LF.search(buf, pos) is not None:
         raise ProtocolError(400, "bare LF or CR in the request head; lines must end with CRLF")
-    return NEED_MORE
+
+
+def _over_limit(buf: bytes, pos: int, limits: Limits, error: ProtocolError) -> NoReturn:
+    """The head is over a size limit: raise ``error``, unless the bytes within the limit are already wrong.
+
+    Received a byte at a time, the head is judged (`_judge_partial_head`) on every prefix within the
+    limits, and an error found there (a bare LF, a malformed request line) is the answer before the
+    limit is ever reached. So the longest prefix still within the limits (up to three more bytes
+    that may start the CRLFCRLF) is judged the same way here: the answer does not depend on how
+    the bytes were split. Only the error path pays for this.
+    """
+    base = limits.max_header_bytes if error.status == 431 else limits.max_request_line
+    for extra in (3, 2, 1, 0):
+        end = pos + base + extra
+        if end <= len(buf):
+            prefix = buf[:end]
+            if _head_over_limit(prefix, pos, limits) is None:
+                _judge_partial_head(prefix, pos)
+                break
+    raise error
 
 
 def _partial_terminator(buf: bytes) -> int:
@@ -303,12 +342,11 @@ def _frame_chunked(
         tend = buf.find(b"\r\n\r\n", p)
         if tend < 0:
             if n - p - _partial_terminator(buf) > limits.max_header_bytes:
-                raise ProtocolError(431, "trailer section too large")
-            if _BARE_LF.search(buf, p) is not None:
-                raise ProtocolError(400, "bare LF or CR in the trailer section")
+                _trailers_over_limit(buf, p, limits)
+            _judge_partial_trailers(buf, p)
             return NEED_MORE
         if tend - p > limits.max_header_bytes:
-            raise ProtocolError(431, "trailer section too large")
+            _trailers_over_limit(buf, p, limits)
         if _HEADERS.fullmatch(buf, p, tend + 2) is None:
             raise ProtocolError(400, "invalid trailer section: " + _diagnose_headers(buf[p:tend + 2]))
         trailers = buf[p:tend + 2]
@@ -317,6 +355,26 @@ def _frame_chunked(
     req._chunked = b"".join(parts)
     req._trailers = trailers
     return req
+
+
+def _judge_partial_trailers(buf: bytes, p: int) -> None:
+    if _BARE_LF.search(buf, p) is not None:
+        raise ProtocolError(400, "bare LF or CR in the trailer section")
+
+
+def _trailers_over_limit(buf: bytes, p: int, limits: Limits) -> NoReturn:
+    """431 for a trailer section over the limit, unless its bytes within the limit are already wrong.
+
+    As `_over_limit` does for the head: the answer must not depend on how the bytes were split.
+    """
+    for extra in (3, 2, 1, 0):
+        end = p + limits.max_header_bytes + extra
+        if end <= len(buf):
+            prefix = buf[:end]
+            if end - p - _partial_terminator(prefix) <= limits.max_header_bytes:
+                _judge_partial_trailers(prefix, p)
+                break
+    raise ProtocolError(431, "trailer section too large")
 
 
 def _diagnose_request_line(line: bytes) -> tuple[int, str]:
