@@ -8,6 +8,7 @@ worker's event loop. See README.md and DESIGN.md.
 from reactor import ParkingLot, first, park, readable, sleep, sleep_until, writable
 
 from ._config import ServerConfig
+from ._connection import FileBody
 from ._framer import Need, frame
 from ._limits import Limits
 from ._request import Request, query_param
@@ -17,7 +18,7 @@ from ._worker import Worker
 from .errors import ConfigError, HandlerError, ProtocolError, ResponseError, ShuttingDown, VanillaError
 
 __all__ = (
-    "ConfigError", "HandlerError", "Limits", "Need", "ProtocolError", "Request", "ResponseError", "Server",
+    "ConfigError", "FileBody", "HandlerError", "Limits", "Need", "ProtocolError", "Request", "ResponseError", "Server",
     "ServerConfig", "ShuttingDown", "StaticResponse", "VanillaError", "Worker", "date_header", "error_response", "frame",
     "first", "header_line", "park", "ParkingLot", "query_param", "readable", "respond", "sleep", "sleep_until", "status_line", "writable",
 )

@@ -12,9 +12,12 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     from reactor import Reactor
 
+    from ._connection import FileBody
     from ._request import Request
 
-Handler = Callable[["Request", bytearray], Optional[Generator[Any, Any, Any]]]
+#: ``handler(req, out)``: append a response and return None, return a generator (parked on the
+#: reactor), or append a response head and return a `FileBody` (sent with sendfile)
+Handler = Callable[["Request", bytearray], Optional[Union[Generator[Any, Any, Any], "FileBody"]]]
 WorkerStart = Callable[[Any, "Reactor"], Union[None, Generator[Any, Any, Any], Iterable[Generator[Any, Any, Any]]]]
 
 BACKEND_NAMES = ("auto", "epoll", "selectors", "trio")

@@ -46,16 +46,32 @@ unsent is *held* by the reactor: what it waits for may happen, but it is not res
 appends nothing) until the client has read the output down to half the mark. Beyond
 ``max_output_buffer`` the connection is closed; a client that stops reading altogether is cut by
 the write timeout.
+
+**File bodies.** A synchronous handler that appends a response's head and *returns* a `FileBody`
+(an fd, an offset, a length) has the file's bytes sent with ``os.sendfile`` right after ``out``
+drains, with no copy through Python. The file occupies the connection the way a parked generator
+does: a `FileSend` (a `RequestTask` that never runs a generator) sits in ``task``, so requests
+pipelined behind it wait in ``inbuf``, readable events only buffer and watch for the client
+leaving, and `close` releases it (the server owns the fd from the moment it is returned and closes
+it after the last byte, on a disconnect, an error or at shutdown). `flush` sends the file once
+``out`` is empty: on EAGAIN it waits for writability like any partial send (``wants_write``, the
+write timeout), and after `_FILE_TURN` bytes in one go it lets the loop serve others first. If
+the kernel cannot ``sendfile`` from that fd (EINVAL, ENOSYS, EOPNOTSUPP), the bytes are read and
+sent instead. A HEAD request's file is closed unsent. Handlers that return ``None`` pay nothing:
+the check lives on the path that already rejects a non-generator return value, and the only test
+on `flush` is one ``is not None`` on ``task``, which is ``None`` unless something is in flight.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
+import os
 import socket
 from functools import partial
 from types import GeneratorType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from reactor import BROKEN, PEER_CLOSED, READABLE, WRITABLE, Task, Timer
 
@@ -63,7 +79,7 @@ from ._framer import Need
 from ._headcache import frame_cached as frame
 from ._request import Request
 from ._response import error_response
-from .errors import HandlerError, ProtocolError, ShuttingDown
+from .errors import HandlerError, ProtocolError, ShuttingDown, VanillaError
 
 if TYPE_CHECKING:
     from ._worker import Worker
@@ -77,6 +93,34 @@ _FAREWELL_SECONDS = 1.0
 _LINGER_BYTES = 1 << 20
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _GONE = BROKEN | PEER_CLOSED
+_FILE_TURN = 8 << 20  # file bytes sent in one loop turn before others get a turn
+_SENDFILE_MAX = 1 << 30  # bytes asked of one sendfile call
+_READ_CHUNK = 1 << 16  # the read+send fallback's read size
+_NO_SENDFILE = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
+
+
+class FileBody(NamedTuple):
+    """Return this from a synchronous handler, after appending a response head whose
+    Content-Length is ``length``: the server then sends ``length`` bytes of the open file ``fd``
+    from ``offset`` with ``os.sendfile``. The server owns ``fd`` from then on and closes it
+    (after the last byte, when the client leaves, or at shutdown); for a HEAD request it is
+    closed unsent. Requests pipelined behind it are answered after its last byte."""
+
+    fd: int  #: an open regular file (os.open / a file object's ``os.dup(f.fileno())``)
+    offset: int  #: the first byte to send
+    length: int  #: how many bytes to send (what the head's Content-Length says)
+
+
+class FileSendError(VanillaError, OSError):
+    """The file ended before ``length`` bytes (it shrank after the head was written)."""
+
+
+def _exhausted() -> Any:
+    yield None
+
+
+_DONE_GEN = _exhausted()
+_DONE_GEN.close()  # a FileSend runs no generator; cancel()/throw() see one that already ended
 
 
 class RequestTask(Task):
@@ -112,6 +156,51 @@ class RequestTask(Task):
             self.timer = None
 
 
+class FileSend(RequestTask):
+    """A `FileBody` on its way out; holds the connection like a parked generator (see the docstring)."""
+
+    __slots__ = ("fd", "offset", "left", "fallback", "started")
+
+    def __init__(self, body: FileBody, conn: Connection, req: Request) -> None:
+        super().__init__(_DONE_GEN, conn, req, 0)
+        self.name = "sendfile"
+        self.fd = body.fd
+        self.offset = body.offset
+        self.left = body.length
+        self.fallback = False  # sendfile refused this fd: read + send
+        self.started = False  # a byte of the file left (too late to fall back)
+
+    def disarm(self) -> None:
+        super().disarm()
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+    def pump(self, conn: Connection, budget: int) -> bool:
+        """Send until done (True), ``budget`` bytes were sent (False) or EAGAIN/OSError (raised)."""
+        sock_fd = conn.fd
+        while self.left > 0 and budget > 0:
+            if self.fallback:
+                data = os.pread(self.fd, min(self.left, _READ_CHUNK), self.offset)
+                sent = conn.send(data) if data else 0
+            else:
+                try:
+                    sent = os.sendfile(sock_fd, self.fd, self.offset, min(self.left, _SENDFILE_MAX))
+                except OSError as exc:
+                    if exc.errno in _NO_SENDFILE and not self.started:
+                        log.debug("fd %d: sendfile refused (%s); falling back to read + send", self.fd, exc.strerror)
+                        self.fallback = True
+                        continue
+                    raise
+            if not sent:
+                raise FileSendError(errno.EIO, f"file fd {self.fd} ended {self.left} bytes before its promised length")
+            self.started = True
+            self.offset += sent
+            self.left -= sent
+            budget -= sent
+        return self.left <= 0
+
+
 class Connection:
     __slots__ = (
         "worker", "sock", "fd", "recv", "send", "out", "inbuf", "need", "task", "closing", "closed",
@@ -140,7 +229,7 @@ class Connection:
 
     # -- events -------------------------------------------------------------------------------------
     def on_event(self, mask: int) -> None:
-        if mask & WRITABLE and self.out:
+        if mask & WRITABLE and self.wants_write:  # (== out is unsent, or a FileSend waits to write)
             self.flush()
         if mask & (READABLE | _GONE) and not self.closed:
             if self.task is None and (not self.closing or (self.inbuf is not None and not self.lingering)):
@@ -296,9 +385,11 @@ class Connection:
     def start_task(self, req: Request, gen: Any, mark: int, buf: bytes, pos: int) -> bool:
         """Run a generator handler's first step. True: it already ended, keep serving ``buf``."""
         if type(gen) is not GeneratorType and not (hasattr(gen, "send") and hasattr(gen, "throw")):
+            if gen.__class__ is FileBody:
+                return self.start_file(req, gen, buf, pos)
             self.handler_failed(req, HandlerError(
                 f"handler {self.worker.handler!r} returned {gen!r}; a handler must return None (after appending "
-                "its response to out) or a generator"), mark)
+                "its response to out), a generator or a FileBody"), mark)
             return False
         task = RequestTask(gen, self, req, mark)
         self.task = task
@@ -316,6 +407,54 @@ class Connection:
         if timeout is not None and timeout != math.inf and not task.done:
             task.timer = self.worker.reactor.call_later(timeout, partial(self.request_expired, task))
         return False
+
+    def start_file(self, req: Request, body: FileBody, buf: bytes, pos: int) -> bool:
+        """A handler returned a `FileBody`: send it after ``out``. True: it is out, keep serving ``buf``."""
+        task = FileSend(body, self, req)
+        if body.length <= 0 or req.method == b"HEAD":
+            task.disarm()
+            return True
+        self.task = task
+        self.flush()
+        if self.task is task:  # waiting for the client to read: requests behind it wait in inbuf
+            task.inline = False
+            self.inbuf = bytearray(buf[pos:]) if pos < len(buf) else None
+            self.need = 0
+            return False
+        return not self.closed and not self.closing
+
+    def _send_file(self, task: FileSend) -> bool:
+        """``out`` is empty: send the file. True when it is all out and we were called from start_file."""
+        try:
+            done = task.pump(self, _FILE_TURN)
+            if not done:  # its share of this turn is used: let the loop serve others, then go on
+                self.worker.reactor.call_soon(partial(self._file_turn, task))
+        except BlockingIOError:
+            done = False
+        except OSError as exc:
+            log.log(logging.WARNING if isinstance(exc, FileSendError) else logging.DEBUG,
+                    "fd %d: sending a file body failed (%s); closing", self.fd, exc)
+            self.close()
+            return False
+        if not done:
+            self.deadline = self.worker.reactor.now + self.worker.limits.write_timeout
+            if not self.wants_write:
+                self.wants_write = True
+                self.worker.reactor.want_write(self.fd, True)
+            return False
+        task.disarm()
+        if self.wants_write:
+            self.wants_write = False
+            self.worker.reactor.want_write(self.fd, False)
+        if task.inline:
+            self.task = None
+            return True
+        self.task_finished(task)
+        return False
+
+    def _file_turn(self, task: FileSend) -> None:
+        if self.task is task and not self.closed:
+            self.flush()
 
     def task_finished(self, task: RequestTask) -> None:
         """A parked generator returned: its response is complete; serve what queued up behind it."""
@@ -427,6 +566,9 @@ class Connection:
                 if task is not None:
                     self._backpressure(task)
                 return
+        sending = self.task
+        if sending is not None and sending.__class__ is FileSend and not self._send_file(sending):
+            return
         if self.wants_write:
             self.wants_write = False
             self.worker.reactor.want_write(self.fd, False)
@@ -494,7 +636,7 @@ class Connection:
             return
         if self.lingering and self.closing and not self.out:
             self.close()
-        elif self.out:
+        elif self.out or self.wants_write:  # (wants_write without out: a FileSend waits to write)
             log.info("write timeout on fd %d (client not reading); closing", self.fd)
             self.close()
         elif self.task is not None:
