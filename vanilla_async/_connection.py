@@ -505,6 +505,17 @@ class Connection:
             return
         self.close()
 
+    def last_call(self, until: float) -> None:
+        """Shutdown began while this connection was idle but recently active (just accepted, or just
+        answered): its client may be sending a request right now. Serve one request that starts before
+        ``until``, then close; close quietly if none comes. An empty ``inbuf`` marks the state: it
+        makes a closing connection read (`on_event`) and is never left by `keep_partial`."""
+        self.closing = True
+        self.inbuf = bytearray()
+        self.need = 0
+        self.read_since = until  # nonzero: a partial request keeps this deadline (never extended)
+        self.deadline = until
+
     def task_failed(self, task: RequestTask, exc: BaseException) -> None:
         self.task = None
         if isinstance(exc, ShuttingDown):  # it did not catch it: nothing to say, just close
@@ -641,6 +652,8 @@ class Connection:
             self.close()
         elif self.task is not None:
             self.deadline = _INF
+        elif self.inbuf is not None and not self.inbuf:
+            self.close()  # a last call (shutdown) that brought no request
         elif self.inbuf is not None:
             log.info("read timeout on fd %d (request incomplete after %.1fs); answering 408", self.fd, now - self.read_since)
             self.fail(ProtocolError(408, "request not completed in time"), log_it=False)

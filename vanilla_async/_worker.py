@@ -41,6 +41,7 @@ from ._response import error_response, refresh_date
 log = logging.getLogger("vanilla_async")
 
 ACCEPT_BATCH = 64
+LAST_CALL = 0.5  # seconds a recently active idle connection may still send one request once shutdown began
 _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _OVERLOADED = error_response(503, "server at its connection limit; retry later")
 
@@ -122,19 +123,40 @@ class Worker:
         self.stopping = True
         grace = self.config.grace if grace is None else grace
         log.info("worker %d shutting down: %d connection(s), grace %.1fs", self.index, len(self.conns), grace)
+        if self.listener.fileno() >= 0:
+            # Connections the kernel already completed are clients that were promised an answer:
+            # closing the listener would reset them. Take them first (bounded).
+            self._on_accept(0, self.limits.max_connections)
         self._stop_accepting()
         if self.config.on_worker_stop is not None:
             try:
                 self.config.on_worker_stop(self.state)
             except Exception:
                 log.exception("on_worker_stop raised; shutting down anyway")
+        now = self.reactor.now
+        last_call = min(LAST_CALL, grace)
+        calls = 0
         for conn in list(self.conns.values()):
             if conn.idle:
-                conn.close()
-            else:
+                conn.on_readable()  # a request already received but not yet read is served, not dropped
+            if conn.closed:
+                continue
+            if not conn.idle:
                 conn.closing = True
+            elif last_call > 0 and conn.deadline - self.limits.idle_timeout > now - last_call:
+                conn.last_call(now + last_call)  # just accepted or just answered: a request may be on its way
+                calls += 1
+            else:
+                conn.close()
+        if calls:
+            self._timers.append(self.reactor.call_later(last_call, self._end_last_call))
         self._force_timer = self.reactor.call_later(grace, self.force_close)
         self._maybe_done()
+
+    def _end_last_call(self) -> None:
+        for conn in list(self.conns.values()):
+            if conn.inbuf is not None and not conn.inbuf:  # still waiting for a request (Connection.last_call)
+                conn.close()
 
     def stop_now(self) -> None:
         """Shut down without a grace period: parked and in-flight requests are closed at once."""
@@ -190,11 +212,11 @@ class Worker:
             self.reactor.remove(self.listener.fileno())
             self.listener.close()
 
-    def _on_accept(self, mask: int) -> None:
+    def _on_accept(self, mask: int, batch: int = ACCEPT_BATCH) -> None:
         listener = self.listener
         conns = self.conns
         max_conns = self.limits.max_connections
-        for _ in range(ACCEPT_BATCH):
+        for _ in range(batch):
             try:
                 sock, _ = listener.accept()
             except BlockingIOError:
