@@ -308,6 +308,11 @@ def build_ours(port: int, scratch: Path, tools: Tools) -> LaunchSpec:
     return LaunchSpec([tools.python, "-m", "examples.tiny", "--port", str(port), "--workers", "1"], _python_env())
 
 
+def build_ours_trio(port: int, scratch: Path, tools: Tools) -> LaunchSpec:
+    return LaunchSpec([tools.python, "-m", "examples.tiny", "--port", str(port), "--workers", "1", "--backend", "trio"],
+                      _python_env())
+
+
 def build_bare(port: int, scratch: Path, tools: Tools) -> LaunchSpec:
     return LaunchSpec([tools.python, str(BENCH_DIR / "bare_epoll.py"), "--port", str(port)], _python_env())
 
@@ -407,6 +412,7 @@ def _load_payload_json(tools: Tools) -> str:
 
 SERVERS: tuple[ServerDef, ...] = (
     ServerDef("ours", "vanilla_async (python3 -m examples.tiny)", build_ours),
+    ServerDef("ours-trio", "vanilla_async on the trio backend (examples.tiny --backend trio)", build_ours_trio),
     ServerDef("bare", "bare pure-Python epoll loop (bench/bare_epoll.py)", build_bare),
     ServerDef("uvicorn", "uvicorn + uvloop + httptools, raw ASGI", build_uvicorn),
     ServerDef("granian", "granian, RSGI", build_granian),

@@ -156,8 +156,9 @@ class TrioBackend:
     def detach(self) -> None:
         """Stop every waiter (the loop is ending); interests are kept for a later `attach`."""
         self._nursery = None
-        waiters, self._waiters = self._waiters, {}
-        for waiter in waiters.values():
+        waiters = list(self._waiters.values())
+        self._waiters.clear()  # in place: running waiters hold a reference to this dict
+        for waiter in waiters:
             waiter.scope.cancel()
 
     def _wanted(self, fd: int, bit: int) -> bool:
@@ -190,9 +191,14 @@ class TrioBackend:
             return False
 
     async def _wait(self, waiter: _Waiter) -> None:
+        # The per-event path of the trio backend: locals only (bench/ profiles it).
         fd, bit = waiter.fd, waiter.bit
         wait = trio.lowlevel.wait_readable if bit == READABLE else trio.lowlevel.wait_writable
         key = (fd, bit)
+        waiters = self._waiters
+        persistent = self._persistent
+        oneshot = self._oneshot
+        dispatch = self._dispatch
         with waiter.scope:
             while True:
                 mask = bit
@@ -200,30 +206,30 @@ class TrioBackend:
                     await wait(fd)
                     if self.stopping:
                         await trio.sleep_forever()  # the loop is ending: deliver nothing more
-                    if self._waiters.get(key) is not waiter:
+                    if waiters.get(key) is not waiter:
                         return  # woken, then withdrawn before it ran: the event is not ours any more
                 except (OSError, trio.BusyResourceError, trio.ClosedResourceError) as exc:
                     # A bad fd (closed behind the reactor's back) or another trio task waiting on
                     # it: tell the owner once, as epoll reports EPOLLERR, and stop waiting.
                     log.debug("waiting on fd %d failed: %r", fd, exc)
                     mask |= ERROR
-                    if self._waiters.get(key) is waiter:
-                        del self._waiters[key]
-                oneshot = self._oneshot.get(fd, 0)
-                if oneshot & bit:
-                    if oneshot == bit:
-                        del self._oneshot[fd]
+                    if waiters.get(key) is waiter:
+                        del waiters[key]
+                once = oneshot.get(fd)
+                if once is not None and once & bit:
+                    if once == bit:
+                        del oneshot[fd]
                     else:
-                        self._oneshot[fd] = oneshot & ~bit
+                        oneshot[fd] = once & ~bit
                 self._current = waiter
                 try:
-                    self._dispatch(fd, mask)
+                    dispatch(fd, mask)
                 finally:
                     self._current = None
-                if self._waiters.get(key) is not waiter:
+                if waiters.get(key) is not waiter:
                     return  # removed meanwhile (another waiter may have taken the fd over)
-                if not self._wanted(fd, bit):
-                    del self._waiters[key]
+                if not (persistent.get(fd, 0) | oneshot.get(fd, 0)) & bit:
+                    del waiters[key]
                     return
 
 

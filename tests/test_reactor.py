@@ -345,6 +345,7 @@ def test_sleep_zero_yields_to_the_loop_once(reactor: Reactor, fds: Fds) -> None:
         # trio orders its tasks' wake-ups as it likes (fd waiters included): the sleepers still
         # alternate, one loop turn per sleep(0); tests/test_trio.py checks that I/O is not starved.
         assert [entry for entry in log if entry != "fd"] == ["a0", "b0", "a1", "b1", "a2", "b2"]
+        reactor.remove(r)  # if the fd's turn had not come before the stop
         return
     # The fd event of the first loop turn is handled before the sleepers resume, and the two
     # sleepers alternate: each sleep(0) costs exactly one loop turn.
