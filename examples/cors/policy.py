@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Generator, Iterable
 
 from vanilla_async import ConfigError, Request, StaticResponse, header_line, respond
+from vanilla_async.streaming import relay
 
 Handler = Callable[[Request, bytearray], Generator[Any, Any, Any] | None]
 
@@ -202,23 +203,10 @@ def insert_after_status_line(out: bytearray, start: int, lines: bytes) -> bool:
 
 def _inserting(gen: Generator[Any, Any, Any], out: bytearray, lines: bytes) -> Generator[Any, Any, Any]:
     """Drive ``gen`` as ``yield from`` would; insert ``lines`` in the first step that appends output."""
-    value: Any = None
-    error: BaseException | None = None
-    pending = True
-    while True:
-        start = len(out)  # while parked, out only shrinks from the front (flushing): new output lands here
-        try:
-            token = gen.send(value) if error is None else gen.throw(error)
-        except StopIteration as stop:
-            if pending:
-                insert_after_status_line(out, start, lines)
-            return stop.value
-        if pending:
-            pending = not insert_after_status_line(out, start, lines)
-        try:
-            value, error = (yield token), None
-        except GeneratorExit:
-            gen.close()
-            raise
-        except BaseException as exc:  # e.g. ShuttingDown: the app's generator decides
-            value, error = None, exc
+    pending = [True]
+
+    def after_step(start: int) -> None:
+        if pending[0]:
+            pending[0] = not insert_after_status_line(out, start, lines)
+
+    return (yield from relay(gen, out, after_step))

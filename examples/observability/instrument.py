@@ -28,6 +28,7 @@ from types import GeneratorType
 from typing import Any, Callable, Generator, Iterable
 
 from vanilla_async import Request
+from vanilla_async.streaming import relay
 
 from .prometheus import DEFAULT_BUCKETS, Counter, Gauge, Histogram, Registry
 
@@ -99,31 +100,23 @@ def _observed(
     gen: Generator[Any, Any, Any], out: bytearray, metrics: HttpMetrics, method: str, began: float,
 ) -> Generator[Any, Any, Any]:
     status = ""
-    value: Any = None
-    error: BaseException | None = None
+
+    def after_step(start: int) -> None:
+        nonlocal status
+        if not status and len(out) > start:
+            status = status_at(out, start)
+
     key = (metrics.worker,)
     metrics.in_progress.add(key, 1)
     try:
-        while True:
-            start = len(out)  # while parked, out only loses flushed bytes from its front
-            try:
-                token = gen.send(value) if error is None else gen.throw(error)
-            except StopIteration as stop:
-                if not status:
-                    status = status_at(out, start)
-                return stop.value
-            except BaseException:
-                status = status or "500"
-                raise
-            if not status and len(out) > start:
-                status = status_at(out, start)
-            try:
-                value, error = (yield token), None
-            except GeneratorExit:
-                gen.close()
-                raise
-            except BaseException as exc:  # e.g. ShuttingDown: the app's generator decides
-                value, error = None, exc
+        result = yield from relay(gen, out, after_step)
+        status = status or "unknown"  # it ended without writing a response head
+        return result
+    except GeneratorExit:
+        raise  # closed (client gone, deadline): counted as cancelled unless a status was written
+    except BaseException:
+        status = status or "500"
+        raise
     finally:
         metrics.in_progress.add(key, -1)
         metrics.record(method, status or "cancelled", perf_counter() - began)
