@@ -18,7 +18,12 @@ always) the chunk is framed as is, and every `Request` view points into it: chun
 mutated, so a view stays valid across a handler's yields and never pins a buffer we must resize.
 A partial request is copied into ``inbuf`` (a ``bytearray`` that grows amortised O(1)); it is
 framed again only once it holds at least ``need`` bytes, then frozen with one ``bytes()`` copy.
-One short read drains an edge-triggered socket; a full-size read loops.
+A partial *chunked* body is the exception: its `Need` carries ``progress`` (kept in ``progress``
+next to ``need``), and each read that brings ``need`` bytes goes on with ``resume_chunked`` from
+there, in place on ``inbuf`` — no copy, no chunk decoded twice — until it says the request is
+complete; only then is ``inbuf`` frozen and served (framed whole, once). So tiny chunks in tiny
+packets cost time linear in the body, not quadratic. ``progress`` is ``None`` whenever ``need``
+is reset. One short read drains an edge-triggered socket; a full-size read loops.
 
 **Serving.** Every complete request in the chunk is framed and handed to the handler in order;
 the only cost the async machinery adds is the ``is not None`` test on the handler's return value.
@@ -75,7 +80,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from reactor import BROKEN, PEER_CLOSED, READABLE, WRITABLE, Task, Timer
 
-from ._framer import Need
+from ._framer import ChunkedProgress, Need, resume_chunked
 from ._headcache import frame_cached as frame
 from ._request import Request
 from ._response import error_response
@@ -203,7 +208,7 @@ class FileSend(RequestTask):
 
 class Connection:
     __slots__ = (
-        "worker", "sock", "fd", "recv", "send", "out", "inbuf", "need", "task", "closing", "closed",
+        "worker", "sock", "fd", "recv", "send", "out", "inbuf", "need", "progress", "task", "closing", "closed",
         "deadline", "read_since", "continue_sent", "lingering", "wants_write", "paused", "discarded",
     )
 
@@ -216,6 +221,7 @@ class Connection:
         self.out = bytearray()
         self.inbuf: bytearray | None = None
         self.need = 0
+        self.progress: ChunkedProgress | None = None
         self.task: RequestTask | None = None
         self.closing = False
         self.closed = False
@@ -262,6 +268,20 @@ class Connection:
                     if len(data) < BUFSIZE:
                         break
                     continue
+                progress = self.progress
+                if progress is not None:  # a chunked body: go on from where framing stopped, in place
+                    try:
+                        need = resume_chunked(inbuf, 0, progress, self.worker.limits)
+                    except ProtocolError as error:
+                        self.fail(error)
+                        return
+                    if need is not None:  # (its 100 Continue, if any, was sent with the head's Need)
+                        self.need = need.total
+                        self.progress = need.progress
+                        if len(data) < BUFSIZE:
+                            break
+                        continue
+                    self.progress = None
                 data = bytes(inbuf)
                 self.inbuf = None
             self.serve(data)
@@ -378,6 +398,7 @@ class Connection:
                 self.continue_sent = False
         self.inbuf = bytearray(buf[pos:] if pos else buf)
         self.need = need.total
+        self.progress = need.progress
         if need.expect_continue and not self.continue_sent:
             self.continue_sent = True
             self.out += _CONTINUE
@@ -401,6 +422,7 @@ class Connection:
         # Parked: requests behind it wait in inbuf; the first step's output was flushed by parked().
         self.inbuf = bytearray(buf[pos:]) if pos < len(buf) else None
         self.need = 0
+        self.progress = None
         if not self.out:
             self.deadline = _INF  # (else the write timeout set by the flush stands)
         timeout = req.timeout if req.timeout is not None else self.worker.limits.request_timeout
@@ -420,6 +442,7 @@ class Connection:
             task.inline = False
             self.inbuf = bytearray(buf[pos:]) if pos < len(buf) else None
             self.need = 0
+            self.progress = None
             return False
         return not self.closed and not self.closing
 
@@ -513,6 +536,7 @@ class Connection:
         self.closing = True
         self.inbuf = bytearray()
         self.need = 0
+        self.progress = None
         self.read_since = until  # nonzero: a partial request keeps this deadline (never extended)
         self.deadline = until
 

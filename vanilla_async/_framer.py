@@ -11,7 +11,8 @@ Strategy
 * a `Need` — not enough bytes yet. ``Need.total`` is how many bytes (from ``pos``) must be buffered
   before calling again is worthwhile (0: unknown, call again on any new data);
   ``Need.expect_continue`` is true when the head is complete, its body is not, and the client asked
-  for ``Expect: 100-continue``;
+  for ``Expect: 100-continue``; ``Need.progress`` is set when the head is complete and its chunked
+  body is not (see *Resuming* below);
 
 or raises `ProtocolError` with the status to answer (400, 413, 414, 431, 501, 505).
 
@@ -22,6 +23,18 @@ the colon, no obs-fold, no CTL/NUL in values — RFC 9112 §5, RFC 9110 §5.5); 
 the header section, in which the few fields that decide framing (Content-Length, Transfer-Encoding,
 Host, Connection, Expect) are located by ``find``. Only on the error path is the head walked line
 by line, to say precisely what was wrong.
+
+Resuming a chunked body: framed again from its start on every read, a body of many tiny chunks
+would cost time quadratic in its size. So a `Need` for an incomplete chunked body carries a
+`ChunkedProgress` — offsets from ``pos``: the body's start, the next chunk-size line (or the trailer
+section), the bytes decoded so far, and how far an unfinished line / trailer section was already
+searched. ``resume_chunked(buf, pos, progress, limits)`` takes it back and examines only what comes
+after it: it answers exactly what ``frame(buf, pos, limits)`` would — the same `Need` (with the
+progress to pass next time), the same `ProtocolError` — or ``None`` where `frame` returns the
+`Request`, which the caller then frames once, whole. The state lives with the caller (still no
+state between calls here), and ``buf`` may be a ``bytearray``, so a connection resumes on its input
+buffer without copying it. Each byte is thus examined a bounded number of times (a chunk-size line
+at most twice: once while its data is missing, once when it is there) plus the final framing.
 
 Decisions (RFC 9112 unless noted):
 * Leading empty lines before the request line are skipped (§2.2). Bare LF and bare CR are errors.
@@ -86,11 +99,27 @@ _CONNECTION = b"\r\nconnection:"
 _EXPECT = b"\r\nexpect:"
 
 
+class ChunkedProgress(NamedTuple):
+    """How far framing got through an incomplete chunked body; `resume_chunked` goes on from there.
+
+    Offsets count from the ``pos`` the request was framed at, so they stay valid when the caller
+    moves the partial request to the start of a new buffer (as the connection does).
+    """
+
+    body: int  # the body's first byte (just past the head's CRLFCRLF)
+    line: int  # the next chunk-size line; once ``last``, the trailer section
+    size: int  # body bytes decoded before ``line``
+    last: bool  # the last chunk (size 0) was read: ``line`` starts the trailer section
+    seen: int  # how far ``buf`` was searched for the end of that line / section (0: not yet)
+    expect: bool  # the head asked for 100-continue
+
+
 class Need(NamedTuple):
     """`frame` needs more bytes (see the module docstring)."""
 
     total: int = 0
     expect_continue: bool = False
+    progress: ChunkedProgress | None = None
 
 
 NEED_MORE = Need()
@@ -222,8 +251,15 @@ def _skip_empty_lines(buf: bytes, pos: int, limits: Limits) -> Request | Need:
     if pos == len(buf) or (pos == len(buf) - 1 and buf[pos] == 13):
         return NEED_MORE
     result = frame(buf, pos, limits)
-    if type(result) is Need and result.total:
-        return Need(result.total + pos - start, result.expect_continue)
+    if type(result) is Need:
+        shift = pos - start  # a Need counts from the first empty line, not from the request line
+        progress = result.progress
+        if progress is not None:
+            progress = progress._replace(
+                body=progress.body + shift, line=progress.line + shift, seen=progress.seen and progress.seen + shift)
+            return Need(result.total and result.total + shift, result.expect_continue, progress)
+        if result.total:
+            return Need(result.total + shift, result.expect_continue)
     return result
 
 
@@ -285,7 +321,7 @@ def _over_limit(buf: bytes, pos: int, limits: Limits, error: ProtocolError) -> N
     raise error
 
 
-def _partial_terminator(buf: bytes) -> int:
+def _partial_terminator(buf: bytes | bytearray) -> int:
     """How many bytes at the end of ``buf`` may be the start of a CRLFCRLF."""
     if buf.endswith(b"\r\n\r"):
         return 3
@@ -297,72 +333,107 @@ def _partial_terminator(buf: bytes) -> int:
 def _frame_chunked(
     buf: bytes, pos: int, ts: int, le: int, lower: bytes, head_end: int, minor: int, keep_alive: bool, limits: Limits
 ) -> Request | Need:
-    parts: list[bytes] = []
-    total = 0
-    p = head_end
-    n = len(buf)
-    while True:
-        cle = buf.find(b"\r\n", p, p + _MAX_CHUNK_LINE)
-        if cle < 0:
-            if n - p >= _MAX_CHUNK_LINE:
-                raise ProtocolError(400, "chunk-size line too long")
-            if _BARE_LF.search(buf, p) is not None:
-                raise ProtocolError(400, "bare LF or CR in a chunk-size line")
-            return Need(0, _expects_continue(lower) and p == head_end)
-        m = _CHUNK_LINE.fullmatch(buf, p, cle)
-        if m is None:
-            if _BARE_LF.search(buf, p, cle) is not None:
-                raise ProtocolError(400, "bare LF or CR in a chunk-size line")
-            raise ProtocolError(400, "invalid chunk-size line")
-        digits = m.group(1)
-        if len(digits.lstrip(b"0")) > _MAX_SIZE_DIGITS:
-            raise ProtocolError(400, "chunk-size too large (overflow)")
-        size = int(digits, 16)
-        if size == 0:
-            p = cle + 2
-            break
-        total += size
-        if total > limits.max_body_bytes:
-            raise ProtocolError(413, f"chunked request body exceeds the limit of {limits.max_body_bytes} bytes")
-        ds = cle + 2
-        de = ds + size
-        if n < de + 2:
-            if n > de and buf[de] != 13:
-                raise ProtocolError(400, "chunk data not followed by CRLF")
-            return Need(de + 2 - pos, False)
-        if buf[de] != 13 or buf[de + 1] != 10:
-            raise ProtocolError(400, "chunk data not followed by CRLF")
-        parts.append(buf[ds:de])
-        p = de + 2
-    # trailer section: *( field-line CRLF ) CRLF
-    if buf.startswith(b"\r\n", p):
-        end = p + 2
-        trailers = b""
-    else:
-        tend = buf.find(b"\r\n\r\n", p)
-        if tend < 0:
-            if n - p - _partial_terminator(buf) > limits.max_header_bytes:
-                _trailers_over_limit(buf, p, limits)
-            _judge_partial_trailers(buf, p)
-            return NEED_MORE
-        if tend - p > limits.max_header_bytes:
-            _trailers_over_limit(buf, p, limits)
-        if _HEADERS.fullmatch(buf, p, tend + 2) is None:
-            raise ProtocolError(400, "invalid trailer section: " + _diagnose_headers(buf[p:tend + 2]))
-        trailers = buf[p:tend + 2]
-        end = tend + 4
+    parts: list[bytes | bytearray] = []  # (bytes: frame is given bytes)
+    body = head_end - pos
+    expect = lower.find(_EXPECT) >= 0 and _expects_continue(lower)
+    done = _scan_chunked(buf, pos, ChunkedProgress(body, body, 0, False, 0, expect), limits, parts)
+    if isinstance(done, Need):
+        return done
+    p, end = done
     req = Request(buf, pos, ts, le - 9, le, lower, head_end, head_end, minor, keep_alive, end)
     req._chunked = b"".join(parts)
-    req._trailers = trailers
+    req._trailers = buf[p:end - 2]
     return req
 
 
-def _judge_partial_trailers(buf: bytes, p: int) -> None:
-    if _BARE_LF.search(buf, p) is not None:
+def resume_chunked(buf: bytes | bytearray, pos: int, progress: ChunkedProgress, limits: Limits) -> Need | None:
+    """Go on framing an incomplete chunked body from where the last call stopped.
+
+    ``progress`` comes from the `Need` that `frame` (or this function) returned for a prefix of
+    ``buf[pos:]``; ``buf`` holds those bytes and more. The answer is `frame`'s: the same `Need`
+    (with the progress to resume from next time), the same `ProtocolError`, or ``None`` where
+    `frame(buf, pos, limits)` returns the `Request` — call it then, once. Only the bytes after
+    ``progress`` are examined (the head and every finished chunk are not looked at again), so the
+    calls made while one request arrives cost, together, time linear in its size however it was
+    split. ``buf`` may be a ``bytearray``: a connection resumes on its input buffer without copying it.
+    """
+    done = _scan_chunked(buf, pos, progress, limits, None)
+    return done if type(done) is Need else None
+
+
+def _scan_chunked(
+    buf: bytes | bytearray, pos: int, progress: ChunkedProgress, limits: Limits, parts: list[bytes | bytearray] | None
+) -> Need | tuple[int, int]:
+    """Walk a chunked body from ``progress``: ``(trailers start, request end)`` once it is complete, else
+    the `Need` carrying the progress to resume from; raise what is wrong. ``parts`` collects the data.
+
+    Where the last call stopped in the middle of a chunk-size line or of the trailer section, the
+    search for its end starts at ``seen`` (less the bytes that may begin the CRLF / CRLFCRLF, or a
+    CR that was last and may now be bare): everything before was searched already.
+    """
+    body, line, size, last, seen, expect = progress
+    n = len(buf)
+    p = pos + line
+    resume_at = pos + seen - 1 if seen else p  # (the last byte seen may be a CR whose LF came now)
+    if not last:
+        while True:
+            start = resume_at if resume_at > p else p
+            cle = buf.find(b"\r\n", start, p + _MAX_CHUNK_LINE)
+            if cle < 0:
+                if n - p >= _MAX_CHUNK_LINE:
+                    raise ProtocolError(400, "chunk-size line too long")
+                if _BARE_LF.search(buf, start) is not None:
+                    raise ProtocolError(400, "bare LF or CR in a chunk-size line")
+                return Need(0, expect and p - pos == body, ChunkedProgress(body, p - pos, size, False, n - pos, expect))
+            m = _CHUNK_LINE.fullmatch(buf, p, cle)
+            if m is None:
+                if _BARE_LF.search(buf, p, cle) is not None:
+                    raise ProtocolError(400, "bare LF or CR in a chunk-size line")
+                raise ProtocolError(400, "invalid chunk-size line")
+            digits = m.group(1)
+            if len(digits.lstrip(b"0")) > _MAX_SIZE_DIGITS:
+                raise ProtocolError(400, "chunk-size too large (overflow)")
+            chunk = int(digits, 16)
+            if chunk == 0:
+                p = cle + 2
+                break
+            if size + chunk > limits.max_body_bytes:
+                raise ProtocolError(413, f"chunked request body exceeds the limit of {limits.max_body_bytes} bytes")
+            ds = cle + 2
+            de = ds + chunk
+            if n < de + 2:
+                if n > de and buf[de] != 13:
+                    raise ProtocolError(400, "chunk data not followed by CRLF")
+                return Need(de + 2 - pos, False, ChunkedProgress(body, p - pos, size, False, 0, expect))
+            if buf[de] != 13 or buf[de + 1] != 10:
+                raise ProtocolError(400, "chunk data not followed by CRLF")
+            if parts is not None:
+                parts.append(buf[ds:de])
+            size += chunk
+            p = de + 2
+    # trailer section: *( field-line CRLF ) CRLF
+    if buf.startswith(b"\r\n", p):
+        return p, p + 2
+    tend = buf.find(b"\r\n\r\n", resume_at - 2 if resume_at - 2 > p else p)
+    if tend < 0:
+        if n - p - _partial_terminator(buf) > limits.max_header_bytes:
+            _trailers_over_limit(buf, p, limits)
+        _judge_partial_trailers(buf, p, resume_at if resume_at > p else p)
+        return Need(0, False, ChunkedProgress(body, p - pos, size, True, n - pos, expect))
+    if tend - p > limits.max_header_bytes:
+        _trailers_over_limit(buf, p, limits)
+    if _HEADERS.fullmatch(buf, p, tend + 2) is None:
+        raise ProtocolError(400, "invalid trailer section: " + _diagnose_headers(bytes(buf[p:tend + 2])))
+    return p, tend + 4
+
+
+def _judge_partial_trailers(buf: bytes | bytearray, p: int, start: int) -> None:
+    """Raise if the trailer section from ``p`` has a bare LF or CR (``buf[p:start]`` is known to have none)."""
+    if _BARE_LF.search(buf, start) is not None:
         raise ProtocolError(400, "bare LF or CR in the trailer section")
 
 
-def _trailers_over_limit(buf: bytes, p: int, limits: Limits) -> NoReturn:
+def _trailers_over_limit(buf: bytes | bytearray, p: int, limits: Limits) -> NoReturn:
     """431 for a trailer section over the limit, unless its bytes within the limit are already wrong.
 
     As `_over_limit` does for the head: the answer must not depend on how the bytes were split.
@@ -372,7 +443,7 @@ def _trailers_over_limit(buf: bytes, p: int, limits: Limits) -> NoReturn:
         if end <= len(buf):
             prefix = buf[:end]
             if end - p - _partial_terminator(prefix) <= limits.max_header_bytes:
-                _judge_partial_trailers(prefix, p)
+                _judge_partial_trailers(prefix, p, p)
                 break
     raise ProtocolError(431, "trailer section too large")
 

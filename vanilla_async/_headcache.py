@@ -13,7 +13,9 @@ clients, keep-alive browsers fetching the same resource, benchmark tools — and
   bytes were already judged valid;
 * only *valid* verdicts for heads without Transfer-Encoding are stored (a chunked body has to be
   decoded every time, and errors close the connection anyway), as offsets relative to the start
-  of the head plus the shared lower-cased header copy, never a reference to an old buffer;
+  of the head plus the shared lower-cased header copy, never a reference to an old buffer. A
+  chunked request's `Need` (with its ``progress``) comes from `frame` untouched; while its body
+  arrives the connection resumes it with `_framer.resume_chunked`, not through this cache;
 * a hit re-checks the three limits that depend on sizes (header section, request line, declared
   body), so one cache serves servers with different `Limits`; if any check fails the full framer
   runs and raises the precise error;
