@@ -309,8 +309,13 @@ def build_ours(port: int, scratch: Path, tools: Tools) -> LaunchSpec:
 
 
 def build_ours_trio(port: int, scratch: Path, tools: Tools) -> LaunchSpec:
+    try:  # the measured interpreter is the bare python3; lend it the trio this harness runs with
+        import trio
+    except ImportError as exc:
+        raise BenchError("ours-trio needs trio: run the bench from the project's venv (make bench)") from exc
+    site = Path(trio.__file__).resolve().parent.parent
     return LaunchSpec([tools.python, "-m", "examples.tiny", "--port", str(port), "--workers", "1", "--backend", "trio"],
-                      _python_env())
+                      _python_env(site))
 
 
 def build_bare(port: int, scratch: Path, tools: Tools) -> LaunchSpec:
