@@ -91,6 +91,20 @@ def test_cli_serves_a_module_attribute_and_honours_vanilla_workers(procs: list[S
     assert proc.stop() == 0
 
 
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_cli_runs_the_trio_backend(procs: list[ServerProcess], how: str) -> None:
+    flag = ["--backend", "trio"] if how == "flag" else []
+    env = {"VANILLA_ASYNC_BACKEND": "trio"} if how == "environment" else {}
+    proc = ServerProcess("-m", "vanilla_async", "examples.tiny:handler", "--port", "0", "--workers", "2", *flag,
+                         env=env, cwd=ROOT)
+    procs.append(proc)
+    port = proc.port()
+    proc.wait_for(r"backend=trio, workers=2")
+    for _ in range(4):
+        assert fetch(port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").endswith(b"Hello, World!")
+    assert proc.stop() == 0  # SIGTERM reaches trio workers through the reactor's signal handling
+
+
 def test_cli_reports_a_bad_target_clearly() -> None:
     result = subprocess.run([sys.executable, "-m", "vanilla_async", "examples.tiny:nope", "--port", "0"],
                             cwd=ROOT, capture_output=True, text=True, timeout=30)
