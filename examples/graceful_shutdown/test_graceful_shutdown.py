@@ -76,7 +76,12 @@ def connection_refused(port: int, within: float = 2.0) -> bool:
             probe = socket.create_connection(("127.0.0.1", port), timeout=1.0)
         except ConnectionRefusedError:
             return True
-        probe.close()
+        except ConnectionResetError:
+            # Queued at a listener that closed during the handshake (create_connection's timeout
+            # makes connect non-blocking, so the reset shows up here): look again.
+            probe = None
+        if probe is not None:
+            probe.close()
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
