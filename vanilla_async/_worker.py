@@ -117,7 +117,11 @@ class Worker:
             self.close()
 
     def begin_shutdown(self, grace: float | None = None) -> None:
-        """Stop accepting, close idle connections, give the rest ``grace`` seconds."""
+        """Stop accepting, close idle connections, give the rest ``grace`` seconds.
+
+        Call it from the loop (a signal handler, a timer, ``call_soon``), not from inside a handler:
+        it reads the idle connections once, which would re-enter a connection that is serving.
+        """
         if self.stopping:
             return
         self.stopping = True
