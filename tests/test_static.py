@@ -16,7 +16,7 @@ import pytest
 from vanilla_async import Limits, Request, respond
 from vanilla_async.static import FileBody, StaticConfigError, StaticFiles, accepted_encodings, content_type, \
     static_files
-from vanilla_async.testing import serve
+from vanilla_async.testing import call, serve
 
 BIG = 3 * 1024 * 1024 + 17  # several sendfile calls
 HUGE = 64 * 1024 * 1024  # beyond what loopback socket buffers hold: partial sendfile, EAGAIN, EPOLLOUT
@@ -396,3 +396,17 @@ def test_http_client_reads_a_big_file(tree: Path) -> None:
             conn.close()
     assert resp.status == 200 and body == pattern(BIG) and second == b"hello, static\n"
 
+
+
+def test_testing_call_reads_a_returned_file_body(tmp_path: Path) -> None:
+    data = os.urandom(40_000)  # above inline_max: the handler returns a FileBody
+    (tmp_path / "big.bin").write_bytes(data)
+    handler = StaticFiles(tmp_path)
+    fds_before = len(os.listdir("/proc/self/fd"))
+    got = call(handler, b"GET /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"\r\nContent-Length: 40000" in head
+    assert body == data
+    head_only = call(handler, b"HEAD /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert head_only.endswith(b"\r\n\r\n") and b"Content-Length: 40000" in head_only
+    assert len(os.listdir("/proc/self/fd")) == fds_before  # call() closed the file both times

@@ -43,6 +43,7 @@ import h11
 from reactor import Reactor, Task
 
 from ._config import BACKEND_ENV, ServerConfig
+from ._connection import FileBody
 from ._framer import frame
 from ._limits import Limits
 from ._request import Request
@@ -490,11 +491,18 @@ def call(handler: Callable[..., Any], raw: bytes, *, state: Any = None, timeout:
     """Run ``handler`` on ``raw`` without a server and return what it appended to ``out``.
 
     A generator handler is driven on a throwaway reactor (so its sleeps and fd waits really happen).
+    A returned `FileBody` is read, appended (unless the request is HEAD, as the server does) and closed.
     """
     req = make_request(raw, state=state)
     out = bytearray()
     result = handler(req, out)
-    if result is not None:
+    if isinstance(result, FileBody):
+        try:
+            if req.method != b"HEAD":
+                out += os.pread(result.fd, result.length, result.offset)
+        finally:
+            os.close(result.fd)
+    elif result is not None:
         reactor = Reactor()
         errors: list[BaseException] = []
 
