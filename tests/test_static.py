@@ -9,11 +9,11 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Generator
 
 import pytest
 
-from vanilla_async import Limits, Request, respond
+from vanilla_async import Limits, Request, respond, sleep
 from vanilla_async.static import FileBody, StaticConfigError, StaticFiles, accepted_encodings, content_type, \
     static_files
 from vanilla_async.testing import call, serve
@@ -410,3 +410,39 @@ def test_testing_call_reads_a_returned_file_body(tmp_path: Path) -> None:
     head_only = call(handler, b"HEAD /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
     assert head_only.endswith(b"\r\n\r\n") and b"Content-Length: 40000" in head_only
     assert len(os.listdir("/proc/self/fd")) == fds_before  # call() closed the file both times
+
+
+def parked_then_file(static: StaticFiles) -> Callable[[Request, bytearray], object]:
+    """A generator handler: waits (parked, or not at all with ?now), then ends by returning the
+    static handler's `FileBody` — e.g. after an auth check that needed the database."""
+
+    def handler(req: Request, out: bytearray) -> object:
+        if not req.path.startswith(b"/static/"):
+            respond(out, 200, b"plain")
+            return None
+        return fetch(req, out)
+
+    def fetch(req: Request, out: bytearray) -> Generator[Any, Any, FileBody | None]:
+        if req.query != b"now":
+            yield sleep(0.02)
+        return static(req, out)
+
+    return handler
+
+
+@pytest.mark.parametrize("when", ["parked", "inline"])
+def test_a_generator_handler_may_end_by_returning_a_file_body(tree: Path, backend: str, when: str) -> None:
+    query = b"" if when == "parked" else b"?now"
+    with serve(parked_then_file(static_files(tree)), backend=backend) as server:
+        responses = server.pipeline([
+            get(b"/static/big.bin" + query), get(b"/plain"), get(b"/static/hello.txt" + query), get(b"/plain"),
+        ])
+        head = server.request(get(b"/static/big.bin" + query, method=b"HEAD"), method=b"HEAD")
+        with server.connect() as client:  # the client leaves while its file is going out: nothing leaks
+            client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.send(get(b"/static/big.bin" + query))
+            assert client.sock.recv(1000).startswith(b"HTTP/1.1 200 OK")
+        time.sleep(0.1)
+        assert server.request(get(b"/plain")).body == b"plain"
+    assert [r.body for r in responses] == [pattern(BIG), b"plain", b"hello, static\n", b"plain"]
+    assert head.status == 200 and head.header("content-length") == str(BIG).encode() and head.body == b""

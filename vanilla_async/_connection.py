@@ -52,7 +52,8 @@ appends nothing) until the client has read the output down to half the mark. Bey
 ``max_output_buffer`` the connection is closed; a client that stops reading altogether is cut by
 the write timeout.
 
-**File bodies.** A synchronous handler that appends a response's head and *returns* a `FileBody`
+**File bodies.** A handler that appends a response's head and *returns* a `FileBody` (a
+synchronous handler, or a generator handler as its return value)
 (an fd, an offset, a length) has the file's bytes sent with ``os.sendfile`` right after ``out``
 drains, with no copy through Python. The file occupies the connection the way a parked generator
 does: a `FileSend` (a `RequestTask` that never runs a generator) sits in ``task``, so requests
@@ -131,7 +132,7 @@ _DONE_GEN.close()  # a FileSend runs no generator; cancel()/throw() see one that
 class RequestTask(Task):
     """A parked generator handler and the connection it answers."""
 
-    __slots__ = ("conn", "req", "mark", "sent", "inline", "timer")
+    __slots__ = ("conn", "req", "mark", "sent", "inline", "timer", "file")
 
     def __init__(self, gen: Any, conn: Connection, req: Request, mark: int) -> None:
         super().__init__(gen, getattr(gen, "__qualname__", "handler"))
@@ -141,6 +142,7 @@ class RequestTask(Task):
         self.sent = False  # part of this response has left: too late for a 500
         self.inline = True  # still inside the first step (called from Connection.serve)
         self.timer: Timer | None = None  # the request deadline, while parked
+        self.file: FileBody | None = None  # what the generator returned, if it was a FileBody
 
     def parked(self) -> None:
         self.inline = False
@@ -148,6 +150,8 @@ class RequestTask(Task):
 
     def finished(self, value: Any) -> None:
         self.disarm()
+        if value.__class__ is FileBody:  # the generator ends by handing over a file body
+            self.file = value
         if not self.inline:
             self.conn.task_finished(self)
 
@@ -418,6 +422,8 @@ class Connection:
         if task.done:
             task.inline = False
             self.task = None
+            if task.file is not None:
+                return self.start_file(req, task.file, buf, pos)
             return not self.closed and not self.closing
         # Parked: requests behind it wait in inbuf; the first step's output was flushed by parked().
         self.inbuf = bytearray(buf[pos:]) if pos < len(buf) else None
@@ -433,9 +439,9 @@ class Connection:
     def start_file(self, req: Request, body: FileBody, buf: bytes, pos: int) -> bool:
         """A handler returned a `FileBody`: send it after ``out``. True: it is out, keep serving ``buf``."""
         task = FileSend(body, self, req)
-        if body.length <= 0 or req.method == b"HEAD":
+        if self.closed or body.length <= 0 or req.method == b"HEAD":
             task.disarm()
-            return True
+            return not self.closed
         self.task = task
         self.flush()
         if self.task is task:  # waiting for the client to read: requests behind it wait in inbuf
@@ -482,6 +488,16 @@ class Connection:
     def task_finished(self, task: RequestTask) -> None:
         """A parked generator returned: its response is complete; serve what queued up behind it."""
         self.task = None
+        body = task.file
+        if body is not None:  # it returned a FileBody: that goes out first (then this runs again)
+            sending = FileSend(body, self, task.req)
+            if self.closed or body.length <= 0 or task.req.method == b"HEAD":
+                sending.disarm()
+            else:
+                sending.inline = False
+                self.task = sending
+                self.flush()
+                return
         if self.closed:
             return
         if not task.req.keep_alive or self.closing:
