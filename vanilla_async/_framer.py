@@ -230,7 +230,7 @@ def frame(buf: bytes, pos: int, limits: Limits) -> Request | Need:
 def _big_length(digits: bytes) -> int:
     """A Content-Length of more than 18 digits: leading zeros are allowed (1*DIGIT), huge is huge."""
     significant = digits.lstrip(b"0")
-    return int(significant) if len(significant) <= 18 else 1 << 63
+    return int(significant or b"0") if len(significant) <= 18 else 1 << 63
 
 
 def _shorten(digits: bytes) -> str:
