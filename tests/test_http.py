@@ -516,3 +516,28 @@ def test_request_peer_is_the_client_address(backend: str) -> None:
             local = client.sock.getsockname()
     assert seen == [(local[0], local[1])]
     assert make_request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").peer() is None
+
+
+def test_a_framer_bug_answers_500_and_closes_instead_of_hanging(
+    backend: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fault injection (a framer crash cannot be produced on demand once its bugs are fixed: the last
+    one, int(b"") on a Content-Length of 19 zeros, left the client with no answer at all)."""
+    import vanilla_async._connection as connection
+
+    real = connection.frame
+
+    def crashing(buf: bytes, pos: int, limits: Limits) -> Any:
+        if buf.startswith(b"GET /crash ", pos):
+            raise ValueError("invalid literal for int() with base 10: b''")
+        return real(buf, pos, limits)
+
+    monkeypatch.setattr(connection, "frame", crashing)
+    with serve(lambda req, out: respond(out, 200, b"ok"), backend=backend) as server:
+        with server.connect() as client:
+            client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /crash HTTP/1.1\r\nHost: x\r\n\r\n")
+            first, second = client.read_response(), client.read_response()
+            assert (first.status, second.status) == (200, 500)
+            assert second.header("connection") == b"close" and client.closed_by_server()
+        assert server.request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").status == 200  # the worker carries on
+    assert "framing a request on fd" in caplog.text

@@ -279,6 +279,9 @@ class Connection:
                     except ProtocolError as error:
                         self.fail(error)
                         return
+                    except Exception:  # a framer bug must not leave the client hanging
+                        self._framer_crashed()
+                        return
                     if need is not None:  # (its 100 Continue, if any, was sent with the head's Need)
                         self.need = need.total
                         self.progress = need.progress
@@ -355,6 +358,9 @@ class Connection:
                 req = frame(buf, pos, limits)
             except ProtocolError as error:
                 self.fail(error)
+                return
+            except Exception:  # a framer bug must not leave the client hanging (free until raised)
+                self._framer_crashed()
                 return
             if req.__class__ is not Request:
                 self.keep_partial(buf, pos, req)  # type: ignore[arg-type]
@@ -576,6 +582,11 @@ class Connection:
             return
         del self.out[mark:]
         self.fail(ProtocolError(500, "internal server error"), log_it=False)
+
+    def _framer_crashed(self) -> None:
+        log.exception("framing a request on fd %d raised; answering 500 and closing (a bug: please report it "
+                      "with this traceback)", self.fd)
+        self.fail(ProtocolError(500, "internal error while reading the request"), log_it=False)
 
     def fail(self, error: ProtocolError, log_it: bool = True) -> None:
         """Answer ``error`` after the responses already owed, then close (lingering)."""
