@@ -106,8 +106,8 @@ _NO_SENDFILE = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
 
 
 class FileBody(NamedTuple):
-    """Return this from a synchronous handler, after appending a response head whose
-    Content-Length is ``length``: the server then sends ``length`` bytes of the open file ``fd``
+    """Return this from a handler (a generator handler: as its return value), after appending a
+    response head whose Content-Length is ``length``: the server then sends ``length`` bytes of the open file ``fd``
     from ``offset`` with ``os.sendfile``. The server owns ``fd`` from then on and closes it
     (after the last byte, when the client leaves, or at shutdown); for a HEAD request it is
     closed unsent. Requests pipelined behind it are answered after its last byte."""
@@ -442,11 +442,18 @@ class Connection:
             task.timer = self.worker.reactor.call_later(timeout, partial(self.request_expired, task))
         return False
 
-    def start_file(self, req: Request, body: FileBody, buf: bytes, pos: int) -> bool:
-        """A handler returned a `FileBody`: send it after ``out``. True: it is out, keep serving ``buf``."""
+    def _file_send(self, req: Request, body: FileBody) -> FileSend | None:
+        """The `FileSend` for a returned `FileBody`, or None (the fd closed) when nothing is to be sent."""
         task = FileSend(body, self, req)
         if self.closed or body.length <= 0 or req.method == b"HEAD":
             task.disarm()
+            return None
+        return task
+
+    def start_file(self, req: Request, body: FileBody, buf: bytes, pos: int) -> bool:
+        """A handler returned a `FileBody`: send it after ``out``. True: it is out, keep serving ``buf``."""
+        task = self._file_send(req, body)
+        if task is None:
             return not self.closed
         self.task = task
         self.flush()
@@ -494,12 +501,9 @@ class Connection:
     def task_finished(self, task: RequestTask) -> None:
         """A parked generator returned: its response is complete; serve what queued up behind it."""
         self.task = None
-        body = task.file
-        if body is not None:  # it returned a FileBody: that goes out first (then this runs again)
-            sending = FileSend(body, self, task.req)
-            if self.closed or body.length <= 0 or task.req.method == b"HEAD":
-                sending.disarm()
-            else:
+        if task.file is not None:  # it returned a FileBody: that goes out first (then this runs again)
+            sending = self._file_send(task.req, task.file)
+            if sending is not None:
                 sending.inline = False
                 self.task = sending
                 self.flush()
@@ -582,6 +586,12 @@ class Connection:
             return
         del self.out[mark:]
         self.fail(ProtocolError(500, "internal server error"), log_it=False)
+
+    @property
+    def in_last_call(self) -> bool:
+        """Waiting, since shutdown began, for the one request `last_call` allows (none has started)."""
+        inbuf = self.inbuf
+        return inbuf is not None and not inbuf
 
     def _framer_crashed(self) -> None:
         log.exception("framing a request on fd %d raised; answering 500 and closing (a bug: please report it "
@@ -703,7 +713,7 @@ class Connection:
             self.close()
         elif self.task is not None:
             self.deadline = _INF
-        elif self.inbuf is not None and not self.inbuf:
+        elif self.in_last_call:
             self.close()  # a last call (shutdown) that brought no request
         elif self.inbuf is not None:
             log.info("read timeout on fd %d (request incomplete after %.1fs); answering 408", self.fd, now - self.read_since)

@@ -159,7 +159,7 @@ class Worker:
 
     def _end_last_call(self) -> None:
         for conn in list(self.conns.values()):
-            if conn.inbuf is not None and not conn.inbuf:  # still waiting for a request (Connection.last_call)
+            if conn.in_last_call:  # no request came
                 conn.close()
 
     def stop_now(self) -> None:
