@@ -54,6 +54,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import IO, Iterator, Mapping, Sequence
 
+from ._percent import PercentError, unquote_strict
 from ._request import Request
 from .errors import ConfigError, VanillaError
 
@@ -147,16 +148,15 @@ class MultiDict(Mapping[str, str]):
 
 
 # -- urlencoded ----------------------------------------------------------------------------------------
-_BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 
 
 def _decode_component(raw: bytes, what: str, limits: FormLimits) -> str:
     if b"+" in raw:
         raw = raw.replace(b"+", b" ")
-    if b"%" in raw:
-        if _BAD_PERCENT.search(raw) is not None:
-            raise FormError(400, f"malformed percent-escape in {what} {raw[:60]!r}: use %XX with two hex digits")
-        raw = urllib.parse.unquote_to_bytes(raw)
+    try:
+        raw = unquote_strict(raw)
+    except PercentError:
+        raise FormError(400, f"malformed percent-escape in {what} {raw[:60]!r}: use %XX with two hex digits") from None
     if len(raw) > limits.max_field_bytes:
         raise FormError(413, f"a {what} is {len(raw)} bytes; FormLimits.max_field_bytes allows {limits.max_field_bytes}")
     try:

@@ -64,6 +64,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator, Iterator, Mapping, Optional, TypeVar, Union
 
+from ._percent import PercentError, unquote_strict
 from ._request import Request
 from ._response import StaticResponse, respond
 from .errors import VanillaError
@@ -84,7 +85,6 @@ _METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # A static segment: RFC 3986 pchar (unreserved, pct-encoded, sub-delims, ":" "@"), without a leading ":" / "*".
 _SEGMENT = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()+,;=@]|%[0-9A-Fa-f]{2})(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*")
-_BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 
 
 class RouteError(VanillaError, ValueError):
@@ -103,15 +103,10 @@ class ParamError(VanillaError, ValueError):
 def decode_segment(raw: bytes) -> str:
     """Percent-decode one path segment to ``str`` (UTF-8). `ParamError` on a malformed ``%``
     escape or invalid UTF-8. No ``+`` → space here: that is a query-string rule, not a path one."""
-    if b"%" in raw:
-        if _BAD_PERCENT.search(raw) is not None:
-            raise ParamError(f"malformed percent-escape in path segment {raw[:80]!r}: use %XX with two hex digits")
-        parts = raw.split(b"%")
-        decoded = bytearray(parts[0])
-        for part in parts[1:]:
-            decoded.append(int(part[:2], 16))
-            decoded += part[2:]
-        raw = bytes(decoded)
+    try:
+        raw = unquote_strict(raw)
+    except PercentError:
+        raise ParamError(f"malformed percent-escape in path segment {raw[:80]!r}: use %XX with two hex digits") from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

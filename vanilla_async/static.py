@@ -59,6 +59,7 @@ from typing import Callable, Final, Iterable, Mapping, NamedTuple, cast
 
 from ._config import Handler
 from ._connection import FileBody
+from ._percent import PercentError, unquote_strict
 from ._request import Request
 from ._response import Headers, date_header, header_line, status_line
 from .conditional import UNSATISFIABLE, ByteRange, append_304, append_412, append_416, content_range, evaluate, file_etag, \
@@ -93,8 +94,6 @@ TYPES: Final[Mapping[str, str]] = {
 }
 _MIMETYPES = mimetypes.MimeTypes()  # the built-in table only: no /etc/mime.types
 _OCTET = "application/octet-stream"
-_ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})")
-_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 _AE_ITEM = re.compile(rb"[ \t]*([!#$%&'*+.^_`|~0-9A-Za-z-]+)[ \t]*(?:;[ \t]*[qQ][ \t]*=[ \t]*([0-9.]{1,5}))?[ \t]*")
 _ALLOW = b"Allow: GET, HEAD\r\n"
@@ -237,13 +236,14 @@ class StaticFiles:
         """The decoded path segments (the last may be b"" for a directory URL), or _Refused."""
         if b"\\" in rel or b"\x00" in rel:
             raise _Refused(400, "backslashes and NUL are not allowed in a file path")
-        if _BAD_ESCAPE.search(rel) is not None:
-            raise _Refused(400, "invalid percent-escape in the path (use %XX with two hex digits)")
         raw = rel.split(b"/")
         segments: list[bytes] = []
         last = len(raw) - 1
         for i, part in enumerate(raw):
-            seg = _ESCAPE.sub(lambda m: bytes((int(m.group(1), 16),)), part) if b"%" in part else part
+            try:
+                seg = unquote_strict(part)
+            except PercentError:
+                raise _Refused(400, "invalid percent-escape in the path (use %XX with two hex digits)") from None
             if not seg:
                 if i == last:
                     segments.append(seg)
