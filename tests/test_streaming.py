@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from vanilla_async import Request, ResponseError, respond, sleep, sse
 from vanilla_async._response import date_header
 from vanilla_async.sse import Event, decode, encode_comment, encode_event
-from vanilla_async.streaming import chunk, end_chunked, start_chunked, write_chunk
+from vanilla_async.streaming import chunk, end_chunked, relay, start_chunked, status_at, write_chunk
 from vanilla_async.testing import serve
 
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -367,3 +367,41 @@ def test_a_client_leaving_mid_stream_closes_the_generator(backend: str) -> None:
         while not cleaned and time.monotonic() < deadline:
             time.sleep(0.01)
         assert cleaned and cleaned[0] >= 3
+
+
+def test_relay_passes_a_streamed_response_through_and_reports_each_step(backend: str) -> None:
+    """Middleware over a generator handler: every step's output is seen once, at the right offset,
+    the response reaches the client unchanged, and a client that leaves closes the inner generator."""
+    steps: list[tuple[int, bytes]] = []
+    closed: list[str] = []
+
+    def inner(out: bytearray, ticks: int) -> Iterator[Any]:
+        try:
+            start_chunked(out, content_type=b"text/plain")
+            for i in range(ticks):
+                write_chunk(out, b"tick %d\n" % i)
+                yield sleep(0.01)
+            end_chunked(out)
+        finally:
+            closed.append("inner")
+
+    def handler(req: Request, out: bytearray) -> Iterator[Any]:
+        def after_step(start: int) -> None:
+            steps.append((status_at(out, start), bytes(out[start:])))
+
+        return relay(inner(out, 3 if req.path == b"/three" else 1000), out, after_step)
+
+    with serve(handler, backend=backend) as server:
+        r = server.request(b"GET /three HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert r.status == 200 and r.body == b"tick 0\ntick 1\ntick 2\n"
+        assert [status for status, _ in steps] == [200, 0, 0, 0]  # the head is in the first step only
+        assert b"".join(piece for _, piece in steps).endswith(b"0\r\n\r\n")
+        assert closed == ["inner"]
+        with server.connect() as client:  # an endless one: the client leaves mid-stream
+            client.send(b"GET /endless HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert client.sock.recv(100).startswith(b"HTTP/1.1 200")
+        deadline = time.monotonic() + 5
+        while len(closed) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert closed == ["inner", "inner"]
+    assert status_at(bytearray(b"xxHTTP/1.1 404 Not Found\r\n"), 2) == 404 and status_at(bytearray(b"HTTP/"), 0) == 0

@@ -24,7 +24,7 @@ from typing import Any, Callable, Generator, Union
 from ._response import Headers, date_header, header_line, status_line
 from .errors import ResponseError
 
-__all__ = ("Data", "chunk", "end_chunked", "relay", "start_chunked", "write_chunk")
+__all__ = ("Data", "chunk", "end_chunked", "relay", "start_chunked", "status_at", "write_chunk")
 
 Data = Union[bytes, bytearray, memoryview, str]
 """A chunk's payload; ``str`` is encoded as UTF-8."""
@@ -141,3 +141,12 @@ def relay(
             raise
         except BaseException as exc:  # noqa: BLE001 - delivered into gen, which decides
             value, error = None, exc
+
+
+def status_at(out: bytearray, start: int) -> int:
+    """The status code of the response whose head starts at ``out[start]``; 0 when there is none
+    (nothing written yet, or not a response head). For middleware: see `relay`."""
+    code = out[start + 9:start + 12]
+    if out.startswith(b"HTTP/1.", start) and len(code) == 3 and code.isdigit():
+        return int(code)
+    return 0

@@ -31,6 +31,7 @@ from typing import Any, Callable, Generator, NamedTuple, Optional
 
 from vanilla_async import Request, ServerConfig, respond, sleep
 from vanilla_async.routing import Router
+from vanilla_async.streaming import relay, status_at
 
 access_log = logging.getLogger("examples.middleware.access")
 
@@ -96,12 +97,6 @@ def require_role(role: str) -> Middleware:
     return middleware
 
 
-def _status_at(out: bytearray, mark: int) -> int:
-    """The status code of a response that starts at ``out[mark]`` (0 if not there yet)."""
-    line = out[mark:mark + 12]
-    return int(line[9:12]) if len(line) == 12 and line.startswith(b"HTTP/1.") and line[9:12].isdigit() else 0
-
-
 def access_logged(handler: AnyHandler) -> AnyHandler:
     """Log one line per request when its response is complete (sync or generator)."""
     def log_line(req: Request, status: int, size: int, started: float) -> None:
@@ -114,37 +109,31 @@ def access_logged(handler: AnyHandler) -> AnyHandler:
         mark = len(out)
         result = handler(req, out, *rest)
         if result is None:
-            log_line(req, _status_at(out, mark), len(out) - mark, started)
+            log_line(req, status_at(out, mark), len(out) - mark, started)
             return None
-        return logged(result, req, out, mark, started, log_line)
+        return logged(result, req, out, started, log_line)
     return wrapper
 
 
-def logged(inner: Generator[Any, Any, Any], req: Request, out: bytearray, mark: int, started: float,
+def logged(inner: Generator[Any, Any, Any], req: Request, out: bytearray, started: float,
            log_line: Callable[[Request, int, int, float], None]) -> Generator[Any, Any, Any]:
-    """Drive ``inner`` token by token, noting its status before the first flush (out[mark:] is ours
-    until we yield) and counting its bytes; log when it ends, however it ends."""
-    status, size, send = 0, 0, None
-    throw: BaseException | None = None
+    """Drive ``inner`` (`vanilla_async.streaming.relay`), noting its status from the first step that
+    writes one and counting its bytes; log when it ends, however it ends."""
+    status, size = 0, 0
+
+    def after_step(start: int) -> None:
+        nonlocal status, size
+        status = status or status_at(out, start)
+        size += len(out) - start
+
     try:
-        while True:
-            try:
-                token = inner.throw(throw) if throw is not None else inner.send(send)
-            except StopIteration as stop:
-                return stop.value
-            finally:
-                throw = None
-                status = status or _status_at(out, mark)
-                size += len(out) - mark
-            try:
-                send = yield token
-            except GeneratorExit:
-                raise
-            except BaseException as exc:
-                throw = exc
-            mark = len(out)  # what was before this point has been flushed (or counted)
+        return (yield from relay(inner, out, after_step))
+    except GeneratorExit:
+        raise  # closed: the client left or the deadline passed; log what was sent
+    except BaseException:
+        status = status or 500  # the server answers 500 for a handler that raises
+        raise
     finally:
-        inner.close()
         log_line(req, status, size, started)
 
 

@@ -28,6 +28,7 @@ from types import GeneratorType
 from typing import Any, Callable, Generator, Iterable
 
 from vanilla_async import Request
+from vanilla_async import streaming
 from vanilla_async.streaming import relay
 
 from .prometheus import DEFAULT_BUCKETS, Counter, Gauge, Histogram, Registry
@@ -66,10 +67,8 @@ class HttpMetrics:
 
 def status_at(out: bytearray, start: int) -> str:
     """The status code of the response at ``out[start:]`` (``"unknown"`` when it is not a response head)."""
-    code = out[start + 9:start + 12]
-    if out.startswith(b"HTTP/1.", start) and len(code) == 3 and code.isdigit():
-        return code.decode("ascii")
-    return "unknown"
+    code = streaming.status_at(out, start)
+    return str(code) if code else "unknown"
 
 
 def instrument(app: Handler, metrics_of: Callable[[Request], HttpMetrics]) -> Handler:
