@@ -4,7 +4,7 @@ from typing import Iterator
 
 import pytest
 
-from vanilla_async._config import BACKEND_ENV
+from vanilla_async._core.config import BACKEND_ENV
 from vanilla_async.pgcluster import TemporaryCluster
 from vanilla_async.testing import require_postgres
 

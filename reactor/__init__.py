@@ -7,11 +7,36 @@ fires. Long-lived sockets get plain callbacks instead (`Reactor.add_stream`). Ba
 same reactor as a trio task: `reactor._trio.TrioReactor`, made by `make_reactor("trio")`).
 """
 
-from ._backends import BACKENDS, BROKEN, ERROR, HANGUP, PEER_CLOSED, READABLE, WRITABLE, default_backend_name, make_backend
-from ._core import ParkingLot, Reactor, ReactorStats, Task, make_reactor
+from ._backends import (
+    BACKENDS,
+    BROKEN,
+    ERROR,
+    HANGUP,
+    PEER_CLOSED,
+    READABLE,
+    WRITABLE,
+    default_backend_name,
+    make_backend,
+)
+from ._core import ParkingLot, Reactor, ReactorStats, Task
 from ._errors import BusyResourceError, ClosedResourceError, ReactorClosedError, ReactorError, UnknownTokenError
+from ._factory import make_reactor
 from ._timers import Timer
-from ._tokens import First, Park, Readable, Sleep, SleepUntil, Token, Writable, first, park, readable, sleep, sleep_until, writable
+from ._tokens import (
+    First,
+    Park,
+    Readable,
+    Sleep,
+    SleepUntil,
+    Token,
+    Writable,
+    first,
+    park,
+    readable,
+    sleep,
+    sleep_until,
+    writable,
+)
 
 __all__ = (
     "BACKENDS", "BROKEN", "ERROR", "HANGUP", "PEER_CLOSED", "READABLE", "WRITABLE",

@@ -665,18 +665,6 @@ class Reactor:
         self._wake_w.close()
 
 
-def make_reactor(backend: str = "auto", clock: Callable[[], float] | None = None) -> Reactor:
-    """A reactor for ``backend``: ``"auto"``, ``"epoll"``, ``"selectors"`` or ``"trio"`` (a `TrioReactor`;
-    needs the ``trio`` package). ``clock`` replaces `time.monotonic` as the reactor's clock."""
-    if backend == "trio":
-        try:
-            from ._trio import TrioReactor
-        except ImportError as exc:  # pragma: no cover - trio is installed wherever the tests run
-            raise ValueError("backend 'trio' needs the trio package: pip install 'vanilla-async[trio]'") from exc
-        return TrioReactor(clock)
-    return Reactor(backend, clock if clock is not None else time.monotonic)
-
-
 def _noop_signal_handler(signum: int, frame: FrameType | None) -> None:
     """Installed for signals the reactor dispatches; the wake-up fd carries the signal number."""
 

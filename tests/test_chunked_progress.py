@@ -28,12 +28,13 @@ from __future__ import annotations
 import hashlib
 import random
 import socket
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vanilla_async import Limits, Request, respond
-from vanilla_async._framer import ChunkedProgress, Need, frame, resume_chunked
+from vanilla_async._core.framer import ChunkedProgress, Need, frame, resume_chunked
 from vanilla_async.errors import ProtocolError
 from vanilla_async.testing import serve
 

@@ -7,9 +7,24 @@ import os
 import pytest
 
 from vanilla_async import Request, respond
-from vanilla_async.conditional import UNSATISFIABLE, ByteRange, ConditionalError, check_preconditions, \
-    content_range, evaluate, file_etag, http_date, parse_etags, parse_http_date, parse_range, range_applies, \
-    strong_etag, strong_match, weak_etag, weak_match
+from vanilla_async.conditional import (
+    UNSATISFIABLE,
+    ByteRange,
+    ConditionalError,
+    check_preconditions,
+    content_range,
+    evaluate,
+    file_etag,
+    http_date,
+    parse_etags,
+    parse_http_date,
+    parse_range,
+    range_applies,
+    strong_etag,
+    strong_match,
+    weak_etag,
+    weak_match,
+)
 from vanilla_async.testing import make_request, serve
 
 TAG = b'"v1"'

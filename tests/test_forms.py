@@ -18,7 +18,14 @@ from hypothesis import strategies as st
 
 from vanilla_async import ConfigError, Limits, Request, respond
 from vanilla_async.forms import (
-    FormError, FormLimits, MultiDict, UploadedFile, parse_qs, parse_urlencoded, read_form, sanitize_filename,
+    FormError,
+    FormLimits,
+    MultiDict,
+    UploadedFile,
+    parse_qs,
+    parse_urlencoded,
+    read_form,
+    sanitize_filename,
 )
 from vanilla_async.testing import TestServer, make_request, serve
 

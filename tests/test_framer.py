@@ -1,4 +1,4 @@
-"""Tests of the strict HTTP/1.1 request framer (`vanilla_async._framer.frame`).
+"""Tests of the strict HTTP/1.1 request framer (`vanilla_async._core.framer.frame`).
 
 The framer is a pure function of ``(buf, pos, limits)``, so everything here is synchronous: valid
 requests and what the `Request` view reports, every rejection with its exact status, the split-point
@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vanilla_async._framer import NEED_MORE, Need, frame
-from vanilla_async._limits import Limits
-from vanilla_async._request import Request
+from vanilla_async._core.framer import NEED_MORE, Need, frame
+from vanilla_async._core.limits import Limits
+from vanilla_async._core.request import Request
 from vanilla_async.errors import ProtocolError
 
 LIMITS = Limits()

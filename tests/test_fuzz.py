@@ -59,10 +59,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from vanilla_async._framer import ChunkedProgress, Need, frame, resume_chunked
-from vanilla_async._headcache import frame_cached
-from vanilla_async._limits import Limits
-from vanilla_async._request import Request
+from vanilla_async._core.framer import ChunkedProgress, Need, frame, resume_chunked
+from vanilla_async._core.headcache import frame_cached
+from vanilla_async._core.limits import Limits
+from vanilla_async._core.request import Request
 from vanilla_async.errors import ProtocolError
 from vanilla_async.testing import Client, serve
 

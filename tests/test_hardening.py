@@ -24,7 +24,6 @@ Every test talks to a real server over 127.0.0.1 with real sockets; nothing is m
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import math
 import os
@@ -46,8 +45,9 @@ from typing import Any, Generator
 import h11
 import pytest
 
-from vanilla_async import Limits, Request, ServerConfig, Worker, respond, sleep
-from vanilla_async._connection import Connection
+from vanilla_async import Limits, Request, ServerConfig, respond, sleep
+from vanilla_async._core.connection import Connection
+from vanilla_async._core.worker import Worker
 from vanilla_async.streaming import end_chunked, start_chunked, write_chunk
 from vanilla_async.testing import Client, Response, ServerProcess, TestServer, serve
 

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vanilla_async import Limits, Need, ProtocolError, Request, frame
-from vanilla_async._headcache import MAX_ENTRIES, _cache, cache_clear, frame_cached
+from vanilla_async import Limits, ProtocolError, Request
+from vanilla_async._core.framer import Need, frame
+from vanilla_async._core.headcache import MAX_ENTRIES, _cache, cache_clear, frame_cached
 
 TIGHT = Limits(max_request_line=40, max_header_bytes=80, max_body_bytes=4)
 LIMITS = [Limits(), TIGHT]

@@ -523,7 +523,7 @@ def test_a_framer_bug_answers_500_and_closes_instead_of_hanging(
 ) -> None:
     """Fault injection (a framer crash cannot be produced on demand once its bugs are fixed: the last
     one, int(b"") on a Content-Length of 19 zeros, left the client with no answer at all)."""
-    import vanilla_async._connection as connection
+    import vanilla_async._core.connection as connection
 
     real = connection.frame
 

@@ -17,7 +17,8 @@ import pytest
 
 from reactor import Reactor
 from reactor._backends import SelectorsBackend
-from vanilla_async import Request, ServerConfig, Worker, respond, sleep
+from vanilla_async import Request, ServerConfig, respond, sleep
+from vanilla_async._core.worker import Worker
 from vanilla_async.testing import Client
 
 SELECTORS = [selectors.PollSelector, selectors.SelectSelector]

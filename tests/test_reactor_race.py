@@ -8,7 +8,7 @@ from typing import Any, Generator, Iterator
 
 import pytest
 
-from reactor import BusyResourceError, Reactor, Task, first, readable, sleep, writable
+from reactor import BusyResourceError, Reactor, Task, first, readable, sleep
 
 
 @pytest.fixture(params=["epoll", "selectors"])

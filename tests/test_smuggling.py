@@ -24,8 +24,8 @@ from typing import NamedTuple
 
 import pytest
 
-from vanilla_async._limits import Limits
-from vanilla_async._request import Request
+from vanilla_async._core.limits import Limits
+from vanilla_async._core.request import Request
 from vanilla_async.testing import Client, serve
 
 LIMITS = Limits(max_request_line=1024, max_header_bytes=2048, max_body_bytes=4096, read_timeout=3.0)

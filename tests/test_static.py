@@ -14,8 +14,14 @@ from typing import Any, Callable, Generator
 import pytest
 
 from vanilla_async import Limits, Request, respond, sleep
-from vanilla_async.static import FileBody, StaticConfigError, StaticFiles, accepted_encodings, content_type, \
-    static_files
+from vanilla_async.static import (
+    FileBody,
+    StaticConfigError,
+    StaticFiles,
+    accepted_encodings,
+    content_type,
+    static_files,
+)
 from vanilla_async.testing import call, serve
 
 BIG = 3 * 1024 * 1024 + 17  # several sendfile calls

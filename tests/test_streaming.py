@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vanilla_async import Request, ResponseError, respond, sleep, sse
-from vanilla_async._response import date_header
+from vanilla_async._core.response import date_header
 from vanilla_async.sse import Event, decode, encode_comment, encode_event
 from vanilla_async.streaming import chunk, end_chunked, relay, start_chunked, status_at, write_chunk
 from vanilla_async.testing import serve

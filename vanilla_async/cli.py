@@ -13,8 +13,8 @@ import os
 import sys
 from typing import Sequence
 
-from ._config import BACKEND_ENV, BACKEND_NAMES, ServerConfig
-from ._server import Server
+from ._core.config import BACKEND_ENV, BACKEND_NAMES, ServerConfig
+from ._core.server import Server
 from .errors import ConfigError
 
 

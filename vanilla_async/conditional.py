@@ -51,8 +51,8 @@ import time
 from email.utils import formatdate
 from typing import Final, NamedTuple
 
-from ._request import Request
-from ._response import Headers, date_header, header_line, status_line
+from ._core.request import Request
+from ._core.response import Headers, date_header, header_line, status_line
 from .errors import VanillaError
 
 __all__ = (

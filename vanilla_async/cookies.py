@@ -51,7 +51,7 @@ from datetime import datetime, timezone
 from email.utils import format_datetime
 from typing import Iterable, Literal
 
-from ._request import Request
+from ._core.request import Request
 from .errors import ConfigError, VanillaError
 
 __all__ = ("CookieError", "Signer", "delete_cookie", "parse_cookie_header", "parse_cookies", "set_cookie")

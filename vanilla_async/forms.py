@@ -54,8 +54,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import IO, Iterator, Mapping, Sequence
 
-from ._percent import PercentError, unquote_strict
-from ._request import Request
+from ._core.percent import PercentError, unquote_strict
+from ._core.request import Request
 from .errors import ConfigError, VanillaError
 
 __all__ = (

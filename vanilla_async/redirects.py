@@ -38,8 +38,8 @@ import re
 import urllib.parse
 from http import HTTPStatus
 
-from ._request import Request
-from ._response import Headers, respond
+from ._core.request import Request
+from ._core.response import Headers, respond
 from .errors import VanillaError
 
 __all__ = ("REDIRECT_STATUSES", "RedirectError", "absolute_url", "encode_location", "is_local", "redirect")

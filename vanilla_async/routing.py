@@ -64,9 +64,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator, Iterator, Mapping, Optional, TypeVar, Union
 
-from ._percent import PercentError, unquote_strict
-from ._request import Request
-from ._response import StaticResponse, respond
+from ._core.percent import PercentError, unquote_strict
+from ._core.request import Request
+from ._core.response import StaticResponse, respond
 from .errors import VanillaError
 
 __all__ = ("Handler", "Params", "ParamHandler", "RouteConflict", "RouteError", "Router", "decode_segment")

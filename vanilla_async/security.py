@@ -32,7 +32,8 @@ Any header can be set to ``None`` to leave it out, or to another value.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ._response import header_line
+
+from ._core.response import header_line
 from .errors import VanillaError
 
 __all__ = ("DEFAULT_CSP", "ONE_YEAR", "SecurityError", "SecurityHeaders")

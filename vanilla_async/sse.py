@@ -58,7 +58,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple, Union
 
-from ._response import Headers, _as_bytes
+from ._core.response import Headers, _as_bytes
 from .errors import ResponseError
 from .streaming import end_chunked, start_chunked, write_chunk
 

@@ -57,13 +57,23 @@ import re
 import stat
 from typing import Callable, Final, Iterable, Mapping, NamedTuple, cast
 
-from ._config import Handler
-from ._connection import FileBody
-from ._percent import PercentError, unquote_strict
-from ._request import Request
-from ._response import Headers, date_header, header_line, status_line
-from .conditional import UNSATISFIABLE, ByteRange, append_304, append_412, append_416, content_range, evaluate, file_etag, \
-    http_date, parse_range, range_applies
+from ._core.handler import FileBody, Handler
+from ._core.percent import PercentError, unquote_strict
+from ._core.request import Request
+from ._core.response import Headers, date_header, header_line, status_line
+from .conditional import (
+    UNSATISFIABLE,
+    ByteRange,
+    append_304,
+    append_412,
+    append_416,
+    content_range,
+    evaluate,
+    file_etag,
+    http_date,
+    parse_range,
+    range_applies,
+)
 from .errors import VanillaError
 
 __all__ = (

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Generator, Union
 
-from ._response import Headers, date_header, header_line, status_line
+from ._core.response import Headers, date_header, header_line, status_line
 from .errors import ResponseError
 
 __all__ = ("Data", "chunk", "end_chunked", "relay", "start_chunked", "status_at", "write_chunk")

@@ -42,12 +42,12 @@ import h11
 
 from reactor import Reactor, Task
 
-from ._config import BACKEND_ENV, ServerConfig
-from ._connection import FileBody
-from ._framer import frame
-from ._limits import Limits
-from ._request import Request
-from ._worker import Worker
+from ._core.config import BACKEND_ENV, ServerConfig
+from ._core.framer import frame
+from ._core.handler import FileBody
+from ._core.limits import Limits
+from ._core.request import Request
+from ._core.worker import Worker
 
 log = logging.getLogger("vanilla_async.testing")
 

@@ -27,8 +27,8 @@ import trio
 
 from reactor._trio import TrioReactor
 
-from ._config import ServerConfig
-from ._worker import Worker
+from ._core.config import ServerConfig
+from ._core.worker import Worker
 from .errors import ConfigError
 
 log = logging.getLogger("vanilla_async")

@@ -45,7 +45,16 @@ from typing import Any, Generator, Mapping
 
 from reactor import Token
 from vanilla_async import (
-    Request, ResponseError, ServerConfig, ShuttingDown, date_header, header_line, readable, respond, status_line, writable,
+    Request,
+    ResponseError,
+    ServerConfig,
+    ShuttingDown,
+    date_header,
+    header_line,
+    readable,
+    respond,
+    status_line,
+    writable,
 )
 
 log = logging.getLogger("examples.async_proxy")

@@ -43,7 +43,17 @@ from pathlib import Path
 from typing import Any, Generator
 
 from reactor import Token
-from vanilla_async import Request, ServerConfig, ShuttingDown, StaticResponse, query_param, readable, respond, sleep_until, sse
+from vanilla_async import (
+    Request,
+    ServerConfig,
+    ShuttingDown,
+    StaticResponse,
+    query_param,
+    readable,
+    respond,
+    sleep_until,
+    sse,
+)
 
 Stream = Generator[Token, Any, None]
 

@@ -42,7 +42,7 @@ from reactor import Reactor, Token
 from vanilla_async import Limits, Request, ServerConfig, StaticResponse, respond
 
 from .credentials import ApiKeys, AuthConfigError, InvalidToken, Tokens, check_password, new_secret
-from .offload import Offloader, OffloadBusy, OffloadUnavailable
+from .offload import OffloadBusy, Offloader, OffloadUnavailable
 
 __all__ = ("ApiKeys", "AuthConfigError", "AuthState", "InvalidToken", "OffloadBusy", "OffloadUnavailable", "Offloader",
            "Settings", "Tokens", "check_password", "config", "handler", "make_config", "settings_from_env")

@@ -15,7 +15,15 @@ import pytest
 from argon2 import PasswordHasher
 
 from examples.auth import (
-    ApiKeys, AuthConfigError, AuthState, InvalidToken, Settings, Tokens, check_password, make_config, settings_from_env,
+    ApiKeys,
+    AuthConfigError,
+    AuthState,
+    InvalidToken,
+    Settings,
+    Tokens,
+    check_password,
+    make_config,
+    settings_from_env,
 )
 from vanilla_async.testing import Client, Response, ServerProcess, TestServer, serve
 

@@ -43,7 +43,16 @@ from typing import Any, Generator, NamedTuple
 
 from reactor import Token
 from vanilla_async import (
-    Limits, Request, ServerConfig, StaticResponse, date_header, header_line, query_param, respond, sleep, status_line,
+    Limits,
+    Request,
+    ServerConfig,
+    StaticResponse,
+    date_header,
+    header_line,
+    query_param,
+    respond,
+    sleep,
+    status_line,
 )
 from vanilla_async.streaming import end_chunked, start_chunked, write_chunk
 

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 SIGTERM (or SIGINT) reaches the supervisor, which forwards SIGTERM to every worker. Each worker
-then, in order (`vanilla_async.Worker.begin_shutdown`):
+then, in order (`Worker.begin_shutdown` in the engine):
 
 1. **closes its listening socket** — new connections are refused by the kernel from now on (the
    supervisor keeps the port bound but never listens on it);

@@ -6,7 +6,6 @@ visible from examples/): skipped without PostgreSQL's server programs, a failure
 
 from __future__ import annotations
 
-import functools
 import json
 import signal
 from pathlib import Path
@@ -17,7 +16,16 @@ import pytest
 
 from examples.hexagonal import build_config
 from examples.hexagonal.domain import (
-    MAX_TITLE, InvalidTodo, NeedsReactor, Step, StorageUnavailable, Todo, TodoNotFound, TodoRepository, TodoService, run_now,
+    MAX_TITLE,
+    InvalidTodo,
+    NeedsReactor,
+    Step,
+    StorageUnavailable,
+    Todo,
+    TodoNotFound,
+    TodoRepository,
+    TodoService,
+    run_now,
 )
 from examples.hexagonal.memory import InMemoryTodoRepository
 from examples.hexagonal.postgres import PostgresTodoRepository, ensure_schema

@@ -27,8 +27,7 @@ import time
 from types import GeneratorType
 from typing import Any, Callable, Generator, Iterable
 
-from vanilla_async import Request
-from vanilla_async import streaming
+from vanilla_async import Request, streaming
 from vanilla_async.streaming import relay
 
 from .prometheus import DEFAULT_BUCKETS, Counter, Gauge, Histogram, Registry

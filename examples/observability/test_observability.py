@@ -15,7 +15,14 @@ from typing import Any, Generator
 import pytest
 
 from examples.observability import (
-    CONTENT_TYPE, Counter, Gauge, Histogram, MetricError, Registry, Settings, make_config,
+    CONTENT_TYPE,
+    Counter,
+    Gauge,
+    Histogram,
+    MetricError,
+    Registry,
+    Settings,
+    make_config,
 )
 from reactor import Token, readable
 from vanilla_async.testing import Client, ServerProcess, TestServer, serve

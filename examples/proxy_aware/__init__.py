@@ -25,7 +25,13 @@ from typing import Any, Callable, Mapping
 from vanilla_async import Request, ServerConfig, respond
 
 from .forwarded import (
-    ClientAddress, MalformedForwarding, ProxyConfigError, ProxyTrust, forwarded, parse_node, x_forwarded_for,
+    ClientAddress,
+    MalformedForwarding,
+    ProxyConfigError,
+    ProxyTrust,
+    forwarded,
+    parse_node,
+    x_forwarded_for,
 )
 
 __all__ = ("ClientAddress", "MalformedForwarding", "ProxyConfigError", "ProxyTrust", "client_address", "config",

@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 
 from examples.proxy_aware import (
-    MalformedForwarding, ProxyConfigError, ProxyTrust, forwarded, make_config, parse_node, trust_from_env,
+    MalformedForwarding,
+    ProxyConfigError,
+    ProxyTrust,
+    forwarded,
+    make_config,
+    parse_node,
+    trust_from_env,
 )
 from vanilla_async.testing import Client, ServerProcess, TestServer, serve
 

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from examples.rate_limit import (
-    Policy, RateLimitConfigError, TokenBuckets, Verdict, client_key, make_config, policy_from_env,
+    Policy,
+    RateLimitConfigError,
+    TokenBuckets,
+    Verdict,
+    client_key,
+    make_config,
+    policy_from_env,
 )
 from vanilla_async.testing import Client, ServerProcess, TestServer, serve
 

@@ -80,7 +80,16 @@ from typing import Any, Generator, Mapping
 
 from reactor import Reactor, Token
 from vanilla_async import (
-    Limits, ParkingLot, Request, ServerConfig, ShuttingDown, date_header, park, readable, respond, writable,
+    Limits,
+    ParkingLot,
+    Request,
+    ServerConfig,
+    ShuttingDown,
+    date_header,
+    park,
+    readable,
+    respond,
+    writable,
 )
 
 log = logging.getLogger("examples.sse")

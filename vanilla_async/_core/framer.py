@@ -66,9 +66,9 @@ from __future__ import annotations
 import re
 from typing import NamedTuple, NoReturn
 
-from ._limits import Limits
-from ._request import Request
-from .errors import ProtocolError
+from ..errors import ProtocolError
+from .limits import Limits
+from .request import Request
 
 _TCHAR = rb"!#$%&'*+.^_`|~0-9A-Za-z-"
 _VCHAR = rb"\x21-\x7e\x80-\xff"

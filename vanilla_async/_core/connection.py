@@ -77,18 +77,19 @@ import os
 import socket
 from functools import partial
 from types import GeneratorType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from reactor import BROKEN, PEER_CLOSED, READABLE, WRITABLE, Task, Timer
 
-from ._framer import ChunkedProgress, Need, resume_chunked
-from ._headcache import frame_cached as frame
-from ._request import Request
-from ._response import error_response
-from .errors import HandlerError, ProtocolError, ShuttingDown, VanillaError
+from ..errors import HandlerError, ProtocolError, ShuttingDown, VanillaError
+from .framer import ChunkedProgress, Need, resume_chunked
+from .handler import FileBody
+from .headcache import frame_cached as frame
+from .request import Request
+from .response import error_response
 
 if TYPE_CHECKING:
-    from ._worker import Worker
+    from .worker import Worker
 
 log = logging.getLogger("vanilla_async")
 
@@ -103,18 +104,6 @@ _FILE_TURN = 8 << 20  # file bytes sent in one loop turn before others get a tur
 _SENDFILE_MAX = 1 << 30  # bytes asked of one sendfile call
 _READ_CHUNK = 1 << 16  # the read+send fallback's read size
 _NO_SENDFILE = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
-
-
-class FileBody(NamedTuple):
-    """Return this from a handler (a generator handler: as its return value), after appending a
-    response head whose Content-Length is ``length``: the server then sends ``length`` bytes of the open file ``fd``
-    from ``offset`` with ``os.sendfile``. The server owns ``fd`` from then on and closes it
-    (after the last byte, when the client leaves, or at shutdown); for a HEAD request it is
-    closed unsent. Requests pipelined behind it are answered after its last byte."""
-
-    fd: int  #: an open regular file (os.open / a file object's ``os.dup(f.fileno())``)
-    offset: int  #: the first byte to send
-    length: int  #: how many bytes to send (what the head's Content-Length says)
 
 
 class FileSendError(VanillaError, OSError):

@@ -29,10 +29,10 @@ import socket
 import threading
 import time
 
-from ._config import ServerConfig
 from reactor import default_backend_name
 
-from ._worker import Worker
+from .config import ServerConfig
+from .worker import Worker
 
 log = logging.getLogger("vanilla_async")
 

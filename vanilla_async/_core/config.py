@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Optional, Union
+from typing import Any, Callable
 
-from ._limits import Limits
-from .errors import ConfigError
-
-if TYPE_CHECKING:
-    from reactor import Reactor
-
-    from ._connection import FileBody
-    from ._request import Request
-
-#: ``handler(req, out)``: append a response and return None, return a generator (parked on the
-#: reactor), or append a response head and return a `FileBody` (sent with sendfile)
-Handler = Callable[["Request", bytearray], Optional[Union[Generator[Any, Any, Any], "FileBody"]]]
-WorkerStart = Callable[[Any, "Reactor"], Union[None, Generator[Any, Any, Any], Iterable[Generator[Any, Any, Any]]]]
+from ..errors import ConfigError
+from .handler import Handler, WorkerStart
+from .limits import Limits
 
 BACKEND_NAMES = ("auto", "epoll", "selectors", "trio")
 #: the environment variable the CLI and `testing.serve` read when no backend is given

@@ -30,9 +30,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ._framer import Need, _expects_continue, frame
-from ._limits import Limits
-from ._request import Request
+from .framer import Need, _expects_continue, frame
+from .limits import Limits
+from .request import Request
 
 MAX_KEY = 2048
 MAX_ENTRIES = 512

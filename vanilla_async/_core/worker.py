@@ -34,9 +34,9 @@ from typing import Any
 
 from reactor import Reactor, Task, Timer, make_reactor
 
-from ._config import ServerConfig
-from ._connection import Connection
-from ._response import error_response, refresh_date
+from .config import ServerConfig
+from .connection import Connection
+from .response import error_response, refresh_date
 
 log = logging.getLogger("vanilla_async")
 

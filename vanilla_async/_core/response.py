@@ -15,7 +15,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 from typing import Iterable, Union
 
-from .errors import ResponseError
+from ..errors import ResponseError
 
 HeaderValue = Union[bytes, str, int]
 Headers = Iterable[tuple[Union[bytes, str], HeaderValue]]
