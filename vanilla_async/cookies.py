@@ -53,13 +53,14 @@ from typing import Iterable, Literal
 
 from ._core.request import Request
 from .errors import ConfigError, VanillaError
+from .grammar import TOKEN, TOKEN_STR
 
 __all__ = ("CookieError", "Signer", "delete_cookie", "parse_cookie_header", "parse_cookies", "set_cookie")
 
 log = logging.getLogger("vanilla_async.cookies")
 
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_TOKEN_B = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_TOKEN = TOKEN_STR
+_TOKEN_B = TOKEN
 # cookie-value = *cookie-octet / ( DQUOTE *cookie-octet DQUOTE ), cookie-octet = %x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E
 _COOKIE_VALUE = re.compile(r'[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*|"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*"')
 _ATTR_VALUE = re.compile(r"[\x20-\x3a\x3c-\x7e]*")  # any CHAR except CTLs or ";"

@@ -68,6 +68,7 @@ from ._core.percent import PercentError, unquote_strict
 from ._core.request import Request
 from ._core.response import StaticResponse, respond
 from .errors import VanillaError
+from .grammar import TOKEN_STR
 
 __all__ = ("Handler", "Params", "ParamHandler", "RouteConflict", "RouteError", "Router", "decode_segment")
 
@@ -81,7 +82,7 @@ ParamHandler = Callable[[Request, bytearray, "Params"], Result]
 AnyHandler = Union[Handler, ParamHandler]
 H = TypeVar("H", bound=Callable[..., Any])
 
-_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_METHOD = TOKEN_STR
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # A static segment: RFC 3986 pchar (unreserved, pct-encoded, sub-delims, ":" "@"), without a leading ":" / "*".
 _SEGMENT = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()+,;=@]|%[0-9A-Fa-f]{2})(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*")

@@ -75,6 +75,7 @@ from .conditional import (
     range_applies,
 )
 from .errors import VanillaError
+from .grammar import TCHAR
 
 __all__ = (
     "DEFAULT_ENCODINGS", "DEFAULT_HASHED", "FileBody", "IMMUTABLE", "StaticConfigError", "StaticFiles", "TYPES",
@@ -105,7 +106,7 @@ TYPES: Final[Mapping[str, str]] = {
 _MIMETYPES = mimetypes.MimeTypes()  # the built-in table only: no /etc/mime.types
 _OCTET = "application/octet-stream"
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-_AE_ITEM = re.compile(rb"[ \t]*([!#$%&'*+.^_`|~0-9A-Za-z-]+)[ \t]*(?:;[ \t]*[qQ][ \t]*=[ \t]*([0-9.]{1,5}))?[ \t]*")
+_AE_ITEM = re.compile(rb"[ \t]*([" + TCHAR + rb"]+)[ \t]*(?:;[ \t]*[qQ][ \t]*=[ \t]*([0-9.]{1,5}))?[ \t]*")
 _ALLOW = b"Allow: GET, HEAD\r\n"
 
 

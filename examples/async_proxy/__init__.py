@@ -56,6 +56,7 @@ from vanilla_async import (
     status_line,
     writable,
 )
+from vanilla_async.grammar import TOKEN
 
 log = logging.getLogger("examples.async_proxy")
 
@@ -64,7 +65,7 @@ MAX_HEAD = 64 * 1024
 MAX_CHUNK_LINE = 4096
 
 _STATUS = re.compile(rb"HTTP/1\.[0-9] ([1-9][0-9][0-9])(?: [^\r\n]*)?")
-_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_TOKEN = TOKEN
 _HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate", b"proxy-authorization", b"te",
     b"trailer", b"transfer-encoding", b"upgrade", b"content-length", b"date",

@@ -39,12 +39,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, Generator, Iterable
 
 from vanilla_async import ConfigError, Request, StaticResponse, header_line, respond
+from vanilla_async.grammar import TOKEN_STR
 from vanilla_async.streaming import relay
 
 Handler = Callable[[Request, bytearray], Generator[Any, Any, Any] | None]
 
 _ORIGIN = re.compile(r"(https?)://([a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?::([0-9]{1,5}))?")
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_TOKEN = TOKEN_STR
 
 
 class CorsConfigError(ConfigError):

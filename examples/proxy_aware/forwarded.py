@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Iterable, NamedTuple, Sequence, Union
 
 from vanilla_async import ConfigError, VanillaError
+from vanilla_async.grammar import TOKEN_STR_PATTERN
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -120,7 +121,7 @@ def x_forwarded_for(lines: Sequence[bytes]) -> list[str]:
     return nodes
 
 
-_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_TOKEN = TOKEN_STR_PATTERN
 _PAIR = re.compile(r"[ \t]*(" + _TOKEN + r")=(" + _TOKEN + r'|"(?:[^"\\]|\\.)*")[ \t]*')
 _UNQUOTE = re.compile(r"\\(.)")
 _SEPARATOR = re.compile(r"[ \t]*([;,]|$)")

@@ -67,10 +67,11 @@ import re
 from typing import NamedTuple, NoReturn
 
 from ..errors import ProtocolError
+from ..grammar import TCHAR, TOKEN
 from .limits import Limits
 from .request import Request
 
-_TCHAR = rb"!#$%&'*+.^_`|~0-9A-Za-z-"
+_TCHAR = TCHAR
 _VCHAR = rb"\x21-\x7e\x80-\xff"
 _FIELD = rb"[" + _TCHAR + rb"]+:[\t\x20-\x7e\x80-\xff]*\r\n"  # name ":" OWS value OWS, no CTL
 _REQUEST_LINE = re.compile(rb"[" + _TCHAR + rb"]+ [\x21-\x7e]+ HTTP/[0-9]\.[0-9]")
@@ -78,7 +79,7 @@ _REQUEST_LINE = re.compile(rb"[" + _TCHAR + rb"]+ [\x21-\x7e]+ HTTP/[0-9]\.[0-9]
 _HEAD = re.compile(_REQUEST_LINE.pattern + rb"\r\n(?:" + _FIELD + rb")*")
 _HEADERS = re.compile(rb"(?:" + _FIELD + rb")*")
 _FIELD_LINE = re.compile(_FIELD[:-4])  # one field line without its CRLF
-_TOKEN = re.compile(rb"[" + _TCHAR + rb"]+")
+_TOKEN = TOKEN
 _QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
 _CHUNK_LINE = re.compile(
     rb"([0-9A-Fa-f]+)(?:[ \t]*;[ \t]*[" + _TCHAR + rb"]+(?:[ \t]*=[ \t]*(?:[" + _TCHAR + rb"]+|" + _QUOTED + rb"))?)*"

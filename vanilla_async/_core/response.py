@@ -9,22 +9,22 @@ once a second (`refresh_date`), so reading it costs a global lookup.
 
 from __future__ import annotations
 
-import re
 import time
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Iterable, Union
 
 from ..errors import ResponseError
+from ..grammar import BAD_FIELD_VALUE, TOKEN, reason_phrase
 
 HeaderValue = Union[bytes, str, int]
 Headers = Iterable[tuple[Union[bytes, str], HeaderValue]]
 
-_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_BAD_VALUE = re.compile(rb"[\r\n\x00]")
+_TOKEN = TOKEN
+_BAD_VALUE = BAD_FIELD_VALUE
 
 _STATUS_LINES: dict[int, bytes] = {
-    int(s): b"HTTP/1.1 %d %s\r\n" % (int(s), s.phrase.encode("ascii")) for s in HTTPStatus
+    int(s): b"HTTP/1.1 %d %s\r\n" % (int(s), reason_phrase(s).encode("ascii")) for s in HTTPStatus
 }
 
 
@@ -126,7 +126,7 @@ def respond(
 
 def error_response(status: int, reason: str = "") -> bytes:
     """A self-delimiting plain-text error response that closes the connection."""
-    text = (reason or HTTPStatus(status).phrase).encode("utf-8", "replace") + b"\n"
+    text = (reason or reason_phrase(status)).encode("utf-8", "replace") + b"\n"
     return (
         status_line(status) + _date_header + b"Content-Type: text/plain; charset=utf-8\r\n"
         b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(text) + text
