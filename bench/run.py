@@ -308,6 +308,19 @@ def build_ours(port: int, scratch: Path, tools: Tools) -> LaunchSpec:
     return LaunchSpec([tools.python, "-m", "examples.tiny", "--port", str(port), "--workers", "1"], _python_env())
 
 
+def build_ours_base(port: int, scratch: Path, tools: Tools) -> LaunchSpec:
+    """The same app from another checkout (``$VANILLA_BENCH_BASE``, e.g. a ``git worktree`` of main
+    before a change): before and after measured in one run, as the engine's issues ask."""
+    base = os.environ.get("VANILLA_BENCH_BASE")
+    if not base or not (Path(base) / "vanilla_async").is_dir():
+        raise BenchError("ours-base needs VANILLA_BENCH_BASE=<a checkout of the project>, e.g. "
+                         "git worktree add /tmp/base <ref>")
+    env = _python_env()
+    env["PYTHONPATH"] = env["PYTHONPATH"].replace(str(REPO_ROOT), base, 1)
+    return LaunchSpec([tools.python, "-m", "examples.tiny", "--port", str(port), "--workers", "1"], env, cwd=Path(base),
+                      note=f"base checkout {base}")
+
+
 def build_ours_trio(port: int, scratch: Path, tools: Tools) -> LaunchSpec:
     try:  # the measured interpreter is the bare python3; lend it the trio this harness runs with
         import trio
@@ -417,6 +430,7 @@ def _load_payload_json(tools: Tools) -> str:
 
 SERVERS: tuple[ServerDef, ...] = (
     ServerDef("ours", "vanilla_async (python3 -m examples.tiny)", build_ours),
+    ServerDef("ours-base", "vanilla_async from $VANILLA_BENCH_BASE (before a change)", build_ours_base),
     ServerDef("ours-trio", "vanilla_async on the trio backend (examples.tiny --backend trio)", build_ours_trio),
     ServerDef("bare", "bare pure-Python epoll loop (bench/bare_epoll.py)", build_bare),
     ServerDef("uvicorn", "uvicorn + uvloop + httptools, raw ASGI", build_uvicorn),
@@ -1060,7 +1074,8 @@ def main(argv: list[str] | None = None) -> int:
         render_chart(Path(args.render_chart[0]), Path(args.render_chart[1]))
         return 0
     try:
-        servers = _pick("server", args.only, [s.name for s in SERVERS])
+        servers = _pick("server", args.only, [s.name for s in SERVERS
+                                              if s.name != "ours-base" or os.environ.get("VANILLA_BENCH_BASE")])
         workload_names = _pick("workload", args.workloads, [w.name for w in WORKLOADS])
         if args.duration < 1:
             raise BenchError("--duration must be ≥ 1 second")

@@ -1,7 +1,7 @@
 """reactor: a small per-worker event loop that drives generators yielding tokens.
 
-It knows nothing about HTTP. A generator yields `readable(fd)`, `writable(fd)`, `sleep(s)` or
-`sleep_until(t)`; the `Reactor` parks it and resumes it in the same loop when the fd or timer
+It knows nothing about HTTP. A generator yields one of six tokens — `readable(fd)`, `writable(fd)`,
+`sleep(s)`, `sleep_until(t)`, `park(lot)` or `first(...)` of several; the `Reactor` parks it and resumes it in the same loop when the fd or timer
 fires. Long-lived sockets get plain callbacks instead (`Reactor.add_stream`). Backends: ``epoll``
 (Linux, edge-triggered streams), ``selectors`` (portable, level-triggered) and ``trio`` (the
 same reactor as a trio task: `reactor._trio.TrioReactor`, made by `make_reactor("trio")`).

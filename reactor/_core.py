@@ -13,7 +13,7 @@ Two kinds of client use it:
   socket and its client connections get ``callback(mask)`` on every readiness event. This is the
   request hot path, so it costs one dict lookup and one call per event.
 * **tasks**: a `Task` wraps a generator that yields tokens (`readable`, `writable`, `sleep`,
-  `sleep_until`). `start(task)` runs it until its first `yield`; the token *parks* it — on an fd
+  `sleep_until`, `park`, `first`: see `_tokens`). `start(task)` runs it until its first `yield`; the token *parks* it — on an fd
   (`_FdWatch`, at most one reader and one writer per fd, like trio and curio) and/or on a timer —
   and when that fires the task is resumed with the value the token promises — unless the task is
 *held* (`hold`: its consumer is behind), in which case the value waits until `release`. Tokens are dispatched

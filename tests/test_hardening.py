@@ -47,6 +47,7 @@ import pytest
 
 from vanilla_async import Limits, Request, ServerConfig, respond, sleep
 from vanilla_async._core.connection import Connection
+from vanilla_async._core.http1 import H1, Http1
 from vanilla_async._core.worker import Worker
 from vanilla_async.streaming import end_chunked, start_chunked, write_chunk
 from vanilla_async.testing import Client, Response, ServerProcess, TestServer, serve
@@ -350,15 +351,19 @@ class Storm:
     read_first: int = 0  # bytes the client reads before resetting (0: none)
 
 
+def _h1_phase(conn: Connection) -> H1 | None:
+    return conn.proto.phase if isinstance(conn.proto, Http1) else None
+
+
 STORMS = {
     "mid-request": Storm("mid-request", b"GET / HTTP/1.1\r\nHost: t\r\nX-Partial: abc", 300, 0.05,
-                         busy=lambda c: c.inbuf is not None),
+                         busy=lambda c: _h1_phase(c) is H1.READING),
     "mid-response": Storm("mid-response", b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n", 40, 0.2,
                           busy=lambda c: len(c.out) > 0, read_first=1000),
     "mid-stream": Storm("mid-stream", b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n", 200, 0.2,
-                        busy=lambda c: c.task is not None, read_first=100),
+                        busy=lambda c: _h1_phase(c) is H1.PARKED, read_first=100),
     "mid-query": Storm("mid-query", b"GET /query HTTP/1.1\r\nHost: t\r\n\r\n", 200, 0.1,
-                       busy=lambda c: c.task is not None),
+                       busy=lambda c: _h1_phase(c) is H1.PARKED),
 }
 
 

@@ -523,16 +523,16 @@ def test_a_framer_bug_answers_500_and_closes_instead_of_hanging(
 ) -> None:
     """Fault injection (a framer crash cannot be produced on demand once its bugs are fixed: the last
     one, int(b"") on a Content-Length of 19 zeros, left the client with no answer at all)."""
-    import vanilla_async._core.connection as connection
+    import vanilla_async._core.http1 as http1
 
-    real = connection.frame
+    real = http1.frame
 
     def crashing(buf: bytes, pos: int, limits: Limits) -> Any:
         if buf.startswith(b"GET /crash ", pos):
             raise ValueError("invalid literal for int() with base 10: b''")
         return real(buf, pos, limits)
 
-    monkeypatch.setattr(connection, "frame", crashing)
+    monkeypatch.setattr(http1, "frame", crashing)
     with serve(lambda req, out: respond(out, 200, b"ok"), backend=backend) as server:
         with server.connect() as client:
             client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /crash HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -17,6 +17,8 @@ from ._core.config import BACKEND_ENV, BACKEND_NAMES, ServerConfig
 from ._core.server import Server
 from .errors import ConfigError
 
+__all__ = ("load_target", "main", "run_app")
+
 
 def _parser(prog: str, with_target: bool) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Serve HTTP/1.1 with vanilla_async prefork workers.")

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+__all__ = ("ConfigError", "HandlerError", "ProtocolError", "ResponseError", "ShuttingDown", "VanillaError")
+
 
 class VanillaError(Exception):
     """Base class of every vanilla_async error."""

@@ -67,6 +67,8 @@ from reactor import ParkingLot, Reactor, first, park, readable, sleep, writable
 
 from .errors import VanillaError
 
+__all__ = ("Database", "DatabaseBusy", "DatabaseError", "DatabaseUnavailable", "Listener", "QueryTimeout", "Result")
+
 log = logging.getLogger("vanilla_async.pg")
 
 PgGen = Generator[Any, Any, Any]

@@ -44,10 +44,15 @@ from reactor import Reactor, Task
 
 from ._core.config import BACKEND_ENV, ServerConfig
 from ._core.framer import frame
-from ._core.handler import FileBody
+from ._core.connection import FileSend
+from ._core.handler import FileBody, Takeover
+from ._core.http1 import bad_result, cut_after_head, is_generator
 from ._core.limits import Limits
 from ._core.request import Request
 from ._core.worker import Worker
+from .errors import HandlerError
+
+__all__ = ("Client", "DEFAULT_TIMEOUT", "Response", "ServerProcess", "TestServer", "call", "iter_splits", "make_request", "require_postgres", "serve")
 
 log = logging.getLogger("vanilla_async.testing")
 
@@ -491,41 +496,60 @@ def call(handler: Callable[..., Any], raw: bytes, *, state: Any = None, timeout:
     """Run ``handler`` on ``raw`` without a server and return what it appended to ``out``.
 
     A generator handler is driven on a throwaway reactor (so its sleeps and fd waits really happen).
-    A returned `FileBody` is read, appended (unless the request is HEAD, as the server does) and closed.
+    What the handler returns (directly, or as its generator's return value) is judged by the server's
+    own rules (`_core.http1`): a `FileBody` is read and appended, and closed; a HEAD response keeps
+    only its head, as the server sends it. A `Takeover` needs a real connection: use `serve`.
     """
     req = make_request(raw, state=state)
     out = bytearray()
     result = handler(req, out)
+    if is_generator(result):
+        result = _drive(result, timeout)
+    elif result is not None and result.__class__ is not FileBody and result.__class__ is not Takeover:
+        raise bad_result(handler, result)
+    head = req.method == b"HEAD"
+    if head:
+        cut_after_head(out, 0)
     if isinstance(result, FileBody):
+        file = FileSend(result)
         try:
-            if req.method != b"HEAD":
-                out += os.pread(result.fd, result.length, result.offset)
+            if not head:
+                out += file.read_all()
         finally:
-            os.close(result.fd)
-    elif result is not None:
-        reactor = Reactor()
-        errors: list[BaseException] = []
-
-        class _Driver(Task):
-            def finished(self, value: Any) -> None:
-                reactor.stop()
-
-            def failed(self, exc: BaseException) -> None:
-                errors.append(exc)
-                reactor.stop()
-
-        try:
-            task = reactor.start(_Driver(result))
-            if not task.done:
-                reactor.call_later(timeout, reactor.stop)
-                reactor.run()
-                if not task.done:
-                    raise TimeoutError(f"the generator handler did not finish within {timeout} s")
-        finally:
-            reactor.close()
-        if errors:
-            raise errors[0]
+            file.close()
+    elif isinstance(result, Takeover):
+        raise HandlerError(f"handler {handler!r} took over the connection ({result.protocol!r}); testing.call has "
+                           "no connection to hand over: test it with testing.serve")
     return bytes(out)
+
+
+def _drive(gen: Any, timeout: float) -> Any:
+    """Run a generator handler to its end on a throwaway reactor; its return value (or its exception)."""
+    reactor = Reactor()
+    outcome: list[Any] = []
+    errors: list[BaseException] = []
+
+    class _Driver(Task):
+        def finished(self, value: Any) -> None:
+            outcome.append(value)
+            reactor.stop()
+
+        def failed(self, exc: BaseException) -> None:
+            errors.append(exc)
+            reactor.stop()
+
+    try:
+        task = reactor.start(_Driver(gen))
+        if not task.done:
+            reactor.call_later(timeout, reactor.stop)
+            reactor.run()
+            if not task.done:
+                raise TimeoutError(f"the generator handler did not finish within {timeout} s")
+    finally:
+        reactor.close()
+    if errors:
+        raise errors[0]
+    return outcome[0] if outcome else None
 
 
 def iter_splits(data: bytes) -> Iterator[tuple[bytes, bytes]]:

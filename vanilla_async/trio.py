@@ -31,6 +31,8 @@ from ._core.config import ServerConfig
 from ._core.worker import Worker
 from .errors import ConfigError
 
+__all__ = ("serve",)
+
 log = logging.getLogger("vanilla_async")
 
 

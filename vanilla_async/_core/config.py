@@ -20,7 +20,7 @@ class ServerConfig:
     """How to serve.
 
     ``handler(req, out)``: append a response to ``out`` and return ``None``, or return a generator
-        that yields reactor tokens (see DESIGN.md, "The handler contract").
+        that yields reactor tokens (see docs/architecture.md, "The handler contract").
     ``workers``: processes; ``None`` → ``$VANILLA_WORKERS`` → the CPUs this process may run on.
     ``port=0`` binds an ephemeral port (reported in the startup log and by `Server.port`).
     ``make_state()``: called in each worker after the fork; its value is ``req.state``.

@@ -223,8 +223,7 @@ def frame(buf: bytes, pos: int, limits: Limits) -> Request | Need:
         raise ProtocolError(413, f"request body of {_shorten(first)} bytes exceeds the limit of {limits.max_body_bytes}")
     body_end = head_end + length
     if len(buf) < body_end:
-        # RFC 9110 §10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored.
-        return Need(body_end - pos, minor == 1 and lower.find(b"\r\nexpect:") >= 0 and _expects_continue(lower))
+        return Need(body_end - pos, continue_expected(lower, minor))
     return Request(buf, pos, ts, le - 9, le, lower, head_end, body_end, minor, keep_alive, body_end)
 
 
@@ -239,8 +238,11 @@ def _shorten(digits: bytes) -> str:
     return text if len(text) <= 24 else text[:12] + "..." + f" ({len(text)} digits)"
 
 
-def _expects_continue(lower: bytes) -> bool:
-    return b"100-continue" in _tokens(_values(lower, _EXPECT))
+def continue_expected(lower: bytes, minor: int) -> bool:
+    """Whether a request with this (lower-cased) header section gets ``100 Continue`` before its body
+    arrives: the framer's rule, in one place (the head cache stores its answer, never its own)."""
+    # RFC 9110 §10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored (no 1xx to 1.0).
+    return minor == 1 and lower.find(_EXPECT) >= 0 and b"100-continue" in _tokens(_values(lower, _EXPECT))
 
 
 def _skip_empty_lines(buf: bytes, pos: int, limits: Limits) -> Request | Need:
@@ -336,7 +338,7 @@ def _frame_chunked(
 ) -> Request | Need:
     parts: list[bytes | bytearray] = []  # (bytes: frame is given bytes)
     body = head_end - pos
-    expect = lower.find(_EXPECT) >= 0 and _expects_continue(lower)
+    expect = continue_expected(lower, minor)
     done = _scan_chunked(buf, pos, ChunkedProgress(body, body, 0, False, 0, expect), limits, parts)
     if isinstance(done, Need):
         return done

@@ -13,9 +13,10 @@ from reactor import Token
 if TYPE_CHECKING:
     from reactor import Reactor
 
+    from .protocol import Protocol
     from .request import Request
 
-__all__ = ("FileBody", "Handler", "HandlerGen", "WorkerStart")
+__all__ = ("FileBody", "Handler", "HandlerGen", "Takeover", "WorkerStart")
 
 
 class FileBody(NamedTuple):
@@ -30,12 +31,23 @@ class FileBody(NamedTuple):
     length: int  #: how many bytes to send (what the head's Content-Length says)
 
 
-#: a generator handler: it yields reactor tokens and may end by returning a `FileBody`
-HandlerGen = Generator[Token, Any, Optional[FileBody]]
+class Takeover(NamedTuple):
+    """Return this from a handler (a generator handler: as its return value) after appending a
+    complete ``101 Switching Protocols`` response: the connection then belongs to ``protocol``
+    (a `protocol.Protocol`), which gets every byte the client sends after this request — including
+    any already received — and the connection's backpressure, deadlines, disconnect detection and
+    shutdown. This is how WebSocket starts."""
+
+    protocol: Protocol
+
+
+#: a generator handler: it yields reactor tokens and may end by returning a `FileBody` or a `Takeover`
+HandlerGen = Generator[Token, Any, Union[None, FileBody, Takeover]]
 
 #: ``handler(req, out)``: append a response and return None, return a generator (parked on the
-#: reactor), or append a response head and return a `FileBody` (sent with sendfile)
-Handler = Callable[["Request", bytearray], Optional[Union[Generator[Any, Any, Any], FileBody]]]
+#: reactor), or append a response head and return a `FileBody` (sent with sendfile), or append a
+#: ``101`` and return a `Takeover`
+Handler = Callable[["Request", bytearray], Optional[Union[Generator[Any, Any, Any], FileBody, Takeover]]]
 
 #: ``on_worker_start(state, reactor)``: may return clientless generators to run on the reactor
 WorkerStart = Callable[[Any, "Reactor"], Union[None, Generator[Any, Any, Any], Iterable[Generator[Any, Any, Any]]]]

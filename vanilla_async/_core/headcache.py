@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .framer import Need, _expects_continue, frame
+from .framer import Need, continue_expected, frame
 from .limits import Limits
 from .request import Request
 
@@ -86,7 +86,7 @@ def _remember(key: bytes, req: Request, pos: int) -> None:
     lower = req._lower
     _cache[key] = _Head(
         req._ts - pos, req._te - pos, req._base - pos, lower, req._bs - pos, req._be - req._bs, req.minor,
-        req.keep_alive, lower.find(b"\r\nexpect:") >= 0 and _expects_continue(lower),
+        req.keep_alive, continue_expected(lower, req.minor),
     )
 
 

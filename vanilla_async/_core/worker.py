@@ -30,12 +30,15 @@ import os
 import socket
 import time
 from types import GeneratorType
-from typing import Any
+from typing import Any, Callable
 
 from reactor import Reactor, Task, Timer, make_reactor
 
 from .config import ServerConfig
-from .connection import Connection
+from .connection import OPEN, Connection
+from .http1 import Http1
+from .protocol import Protocol
+from .transport import PlainTransport, Transport
 from .response import error_response, refresh_date
 
 log = logging.getLogger("vanilla_async")
@@ -80,6 +83,9 @@ class Worker:
         self.listener = listener if listener is not None else make_listener(config.host, config.port, config.backlog)
         self.port: int = self.listener.getsockname()[1]
         self.conns: dict[int, Connection] = {}
+        #: how each accepted socket is wrapped, and what protocol it starts with
+        self.transport: Callable[[socket.socket, Callable[[], None]], Transport] = PlainTransport
+        self.make_protocol: Callable[[], Protocol] = Http1
         self.state: Any = None
         self.background: list[Task] = []
         self.stopping = False
@@ -139,28 +145,20 @@ class Worker:
                 log.exception("on_worker_stop raised; shutting down anyway")
         now = self.reactor.now
         last_call = min(LAST_CALL, grace)
-        calls = 0
         for conn in list(self.conns.values()):
-            if conn.idle:
-                conn.on_readable()  # a request already received but not yet read is served, not dropped
-            if conn.closed:
-                continue
-            if not conn.idle:
-                conn.closing = True
-            elif last_call > 0 and conn.deadline - self.limits.idle_timeout > now - last_call:
-                conn.last_call(now + last_call)  # just accepted or just answered: a request may be on its way
-                calls += 1
-            else:
-                conn.close()
-        if calls:
+            if conn.phase is OPEN:
+                # The protocol decides: finish what is in progress; an idle connection that was just
+                # active may get a last call (a request may be on its way), else it closes now.
+                conn.proto.shutdown(now, last_call)
+        if last_call > 0 and self.conns:
             self._timers.append(self.reactor.call_later(last_call, self._end_last_call))
         self._force_timer = self.reactor.call_later(grace, self.force_close)
         self._maybe_done()
 
     def _end_last_call(self) -> None:
         for conn in list(self.conns.values()):
-            if conn.in_last_call:  # no request came
-                conn.close()
+            if conn.phase is OPEN:
+                conn.proto.last_call_over()
 
     def stop_now(self) -> None:
         """Shut down without a grace period: parked and in-flight requests are closed at once."""
@@ -246,7 +244,7 @@ class Worker:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass  # not TCP (unix socket) or already reset
-            conn = Connection(self, sock)
+            conn = Connection(self, sock, self.transport, self.make_protocol())
             conns[conn.fd] = conn
             self.reactor.add_stream(conn.fd, conn.on_event)
 
