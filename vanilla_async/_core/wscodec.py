@@ -173,11 +173,8 @@ def encode_close(code: int | None = 1000, reason: str = "") -> bytes:
         raise ValueError(f"close code {code} may not be sent: use 1000-1003, 1007-1011 or 3000-4999")
     raw = reason.encode("utf-8")
     if len(raw) > 123:
-        raw = raw[:123]
-        while raw and (raw[-1] & 0xC0) == 0x80:  # drop continuation bytes of a cut character ...
-            raw = raw[:-1]
-        if raw and raw[-1] >= 0xC0:  # ... and its lead byte
-            raw = raw[:-1]
+        # the text was valid UTF-8, so the only invalid bytes of the cut are a character split at its end
+        raw = raw[:123].decode("utf-8", "ignore").encode("utf-8")
     return encode_frame(OP_CLOSE, code.to_bytes(2, "big") + raw)
 
 

@@ -317,10 +317,12 @@ class Inflater:
             self._d = None
             raise WebSocketError(1009, "message too big once decompressed: raise max_message to accept it")
         if d.eof:
-            if d.unused_data:
+            # a BFINAL block ends the stream; the tail we appended may follow it, nothing else
+            if d.unused_data and not (final and d.unused_data == _TAIL):
                 self._d = None
                 raise WebSocketError(1007, "data after the final deflate block of a message")
-            self._d = None  # BFINAL ends the stream: the next message starts a fresh one (RFC 7692 §7.2.3.4)
+            if final:
+                self._d = None  # BFINAL ended the stream: the next message starts a fresh one
         elif final and self._reset:
             self._d = None
         return out
