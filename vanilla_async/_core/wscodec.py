@@ -7,9 +7,9 @@ Theory of operation
 (status, reason, extra headers; `Reject.response` renders it). Token lists (``Upgrade``,
 ``Connection``, ``Sec-WebSocket-Protocol``) are comma-split over every header line, trimmed and
 compared case-insensitively; tokens are checked with `vanilla_async.grammar`. 400 for a malformed
-upgrade, 426 + ``Sec-WebSocket-Version: 13`` for a missing-or-wrong version... strictly: a *missing*
-version is a malformed upgrade (400), a present but different one is 426 (RFC 6455 §4.4). 403 when
-``origins`` is given and the ``Origin`` header is absent or not in it (compared lower-cased).
+upgrade (a *missing* ``Sec-WebSocket-Version`` included), 426 + ``Sec-WebSocket-Version: 13`` for a
+version other than 13 (RFC 6455 §4.4), 403 when ``origins`` is given and the ``Origin`` header is
+absent or not in it (compared lower-cased). Checks run in that order, so the first failure wins.
 
 *Frames in.* `FrameReader` is fed chunks in any split and returns the complete events they finish.
 It appends each chunk to one ``bytearray`` and keeps a read position, so a byte is copied into the
@@ -34,9 +34,10 @@ reader is then dead (the connection sends that Close and closes).
 alone so a large payload can be written with ``writev``/``sendmsg`` without a copy. `encode_close`
 truncates the reason on a UTF-8 boundary so the payload fits 125 bytes.
 
-*Unmasking* (`unmask`): for payloads up to 512 bytes one big-int XOR (``int.from_bytes``) is
-fastest; above that, four ``bytes.translate`` calls over the stride-4 slices with precomputed XOR
-tables beat it by 2× (``bench/ws_mask.py`` has the numbers). An all-zero mask is returned as is.
+*Unmasking* (`unmask`): up to 512 bytes one big-int XOR (``int.from_bytes``) is fastest (0.45 µs
+for 16 B against 1.2 µs for translate); above that, four ``bytes.translate`` calls over the stride-4
+slices with precomputed XOR tables are about 2× faster than the big int (64 KiB: 79 vs 145 µs;
+1 MiB: 1.25 vs 3.4 ms). ``bench/ws_mask.py`` measures them. An all-zero mask is copied as is.
 """
 
 from __future__ import annotations
