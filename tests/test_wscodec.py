@@ -13,7 +13,6 @@ from collections.abc import Iterator
 
 import h11
 import pytest
-import wsproto
 import wsproto.events as wse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,7 +20,12 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.extensions import PerMessageDeflate
 
 from vanilla_async._core import wscodec as wc
-from vanilla_async._core.wsdeflate import DeflateOptions, DeflateParams, broadcast_frame, negotiate
+from vanilla_async._core.wsdeflate import (
+    DeflateOptions,
+    DeflateParams,
+    broadcast_frame,
+    negotiate,
+)
 from vanilla_async.errors import VanillaError, WebSocketError
 from vanilla_async.testing import make_request
 
@@ -201,7 +205,7 @@ def open_wsproto_client() -> WSConnection:
 
 
 def test_handshake_response_is_valid_http_and_wsproto_accepts_it() -> None:
-    client, accept = handshake_wsproto(DeflateOptions(), PerMessageDeflate(), ["b", "a"], ("a", "b"))
+    _client, accept = handshake_wsproto(DeflateOptions(), PerMessageDeflate(), ["b", "a"], ("a", "b"))
     assert accept.subprotocol == "a" and accept.deflate_params is not None
     h = h11.Connection(h11.CLIENT)
     h.send(h11.Request(method="GET", target="/ws", headers=[("Host", "x"), ("Upgrade", "websocket"),
@@ -487,7 +491,7 @@ def _echo_server(listener: socket.socket, errors: list[BaseException]) -> None:
                 pending = conn.recv(65536)
                 if not pending:
                     return
-    except BaseException as exc:  # reported to the test thread
+    except BaseException as exc:  # reported to the test thread  # noqa: BLE001
         errors.append(exc)
 
 

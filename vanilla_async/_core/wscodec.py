@@ -192,8 +192,18 @@ class FrameReader:
     """
 
     __slots__ = (
-        "_buf", "_hdr", "_closed", "_max_frame", "_max_message", "_inflater",
-        "_op", "_compressed", "_size", "_parts", "_texts", "_decoder",
+        "_buf",
+        "_closed",
+        "_compressed",
+        "_decoder",
+        "_hdr",
+        "_inflater",
+        "_max_frame",
+        "_max_message",
+        "_op",
+        "_parts",
+        "_size",
+        "_texts",
     )
 
     def __init__(self, *, max_frame: int = 1 << 20, max_message: int = 1 << 20,

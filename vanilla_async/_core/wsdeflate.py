@@ -266,7 +266,7 @@ def negotiate(values: Iterable[bytes], opts: DeflateOptions | None) -> DeflatePa
 class Deflater:
     """Compresses one message at a time for one connection (its LZ77 history is the connection's)."""
 
-    __slots__ = ("_c", "_flush", "_wbits", "_mem", "_level")
+    __slots__ = ("_c", "_flush", "_level", "_mem", "_wbits")
 
     def __init__(self, window_bits: int, mem_level: int, no_context_takeover: bool, level: int = 6) -> None:
         self._wbits = window_bits
@@ -293,7 +293,7 @@ class Deflater:
 class Inflater:
     """Decompresses the frames of one message at a time, never producing more than it is allowed."""
 
-    __slots__ = ("_d", "_wbits", "_reset")
+    __slots__ = ("_d", "_reset", "_wbits")
 
     def __init__(self, window_bits: int, no_context_takeover: bool) -> None:
         self._wbits = window_bits
