@@ -10,6 +10,9 @@
   append a final message (an SSE event, the last chunk) and return; the connection then closes.
 * `HandlerError` — a handler broke the handler contract (e.g. returned something that is neither
   ``None`` nor a generator). The request gets a 500.
+* `WebSocketError` — the *peer* of a WebSocket connection broke RFC 6455 / RFC 7692 (an unmasked
+  frame, invalid UTF-8 in a text message, a message over the size limit). It carries the close code
+  to send (1002, 1007, 1009, …) and a reason; the connection sends that Close frame and closes.
 """
 
 from __future__ import annotations
@@ -48,3 +51,16 @@ class ShuttingDown(VanillaError):
     Catch it to say goodbye (a final SSE event, the terminating chunk) and return; whatever was
     appended is flushed before the connection closes. A generator that yields again is closed.
     """
+
+
+class WebSocketError(VanillaError):
+    """The WebSocket peer broke the protocol: send a Close frame with ``code`` and ``reason``, then close.
+
+    ``code`` is an RFC 6455 §7.4.1 status code: 1002 (protocol error), 1007 (invalid payload data,
+    e.g. bad UTF-8 or bad compressed data) or 1009 (message too big).
+    """
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
