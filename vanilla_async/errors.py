@@ -17,7 +17,7 @@
 
 from __future__ import annotations
 
-__all__ = ("ConfigError", "HandlerError", "ProtocolError", "ResponseError", "ShuttingDown", "VanillaError")
+__all__ = ("ConfigError", "HandlerError", "ProtocolError", "ResponseError", "ShuttingDown", "VanillaError", "WebSocketError")
 
 
 class VanillaError(Exception):
