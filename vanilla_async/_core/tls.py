@@ -398,7 +398,11 @@ class TLSTransport:
             if not self.handshaking and not self._eof:
                 try:
                     while len(got) < n:
-                        got += obj.read(n - len(got))
+                        chunk = obj.read(n - len(got))
+                        if not chunk:  # close_notify (Python returns b"" once the shutdown was received)
+                            self._eof = True
+                            break
+                        got += chunk
                 except ssl.SSLWantReadError:
                     pass
                 except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
