@@ -33,6 +33,8 @@ from cryptography.hazmat.primitives import serialization
 
 from vanilla_async._core.tls import (RECV_SIZE, PlainTransport, TLSConfig, TLSTransport, build_context,
                                      reload_certificates)
+from vanilla_async._core.config import ServerConfig
+from vanilla_async.cli import _configure, _parser
 from vanilla_async.errors import ConfigError
 
 HTTP_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\nConnection: close\r\n\r\nhello\n"
@@ -928,3 +930,38 @@ def test_resumption_across_forked_processes(tls: TLSConfig, ca_file: str, tmp_pa
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
+
+
+# -- ServerConfig.tls and the --ssl-* flags ------------------------------------------------------------
+def _handler(req: object, out: bytearray) -> None:
+    out += b"HTTP/1.1 204 No Content\r\n\r\n"
+
+
+def configure(config: ServerConfig, *argv: str) -> ServerConfig:
+    return _configure(config, _parser("test", with_target=False).parse_args(list(argv)))
+
+
+def test_server_config_tls_field(tls: TLSConfig) -> None:
+    assert ServerConfig(handler=_handler).tls is None
+    assert ServerConfig(handler=_handler, tls=tls).tls is tls
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    assert ServerConfig(handler=_handler, tls=context).tls is context
+    with pytest.raises(ConfigError, match="ServerConfig.tls must be"):
+        ServerConfig(handler=_handler, tls="cert.pem")  # type: ignore[arg-type]
+
+
+def test_ssl_flags_map_to_a_tls_config() -> None:
+    plain = ServerConfig(handler=_handler)
+    assert configure(plain).tls is None
+    got = configure(plain, "--ssl-certfile", "c.pem", "--ssl-keyfile", "k.pem", "--ssl-keyfile-password", "pw",
+                    "--ssl-ca-certs", "ca.pem", "--ssl-cert-reqs", "2")
+    assert got.tls == TLSConfig(certfile="c.pem", keyfile="k.pem", password="pw", ca_certs="ca.pem", cert_reqs=2)
+    with pytest.raises(ConfigError, match="--ssl-keyfile given without --ssl-certfile"):
+        configure(plain, "--ssl-keyfile", "k.pem")
+    # a config with its own TLSConfig: --ssl-certfile replaces it (keeping ALPN), other flags amend it
+    own = ServerConfig(handler=_handler, tls=TLSConfig(certfile="a.pem", keyfile="a.key", alpn=("h2", "http/1.1")))
+    assert configure(own, "--ssl-certfile", "b.pem").tls == TLSConfig(certfile="b.pem", alpn=("h2", "http/1.1"))
+    assert configure(own, "--ssl-keyfile-password", "pw").tls == TLSConfig(
+        certfile="a.pem", keyfile="a.key", password="pw", alpn=("h2", "http/1.1"))
+    with pytest.raises(SystemExit):
+        configure(plain, "--ssl-certfile", "c.pem", "--ssl-cert-reqs", "3")
