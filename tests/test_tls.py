@@ -379,7 +379,7 @@ def readable(sock_fd: int, timeout: float = 2.0) -> None:
 
 
 # -- clients ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3], ids=["TLSv1.2", "TLSv1.3"])
 def test_python_ssl_client_echo(tls: TLSConfig, ca: trustme.CA, version: ssl.TLSVersion) -> None:
     with LoopServer(build_context(tls)) as server:
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw, \
@@ -965,3 +965,15 @@ def test_ssl_flags_map_to_a_tls_config() -> None:
         certfile="a.pem", keyfile="a.key", password="pw", alpn=("h2", "http/1.1"))
     with pytest.raises(SystemExit):
         configure(plain, "--ssl-certfile", "c.pem", "--ssl-cert-reqs", "3")
+
+
+def test_reload_across_key_types_keeps_the_old_certificate_too(tmp_path: Path, ca: trustme.CA) -> None:
+    """Pins the documented caveat: OpenSSL keeps one certificate per key type, so an ECDSA → RSA
+    rotation adds the RSA one beside the ECDSA one, and a client that accepts both still gets ECDSA."""
+    tls = write_cert(tmp_path, ca)
+    old = der(tls.certfile)
+    context = build_context(tls)
+    write_cert(tmp_path, ca, cert=ca.issue_cert("localhost", "127.0.0.1", key_type=trustme.KeyType.RSA))
+    assert reload_certificates(context, tls) is True
+    with LoopServer(context) as server:
+        assert served_cert(server.port, ca) == old
