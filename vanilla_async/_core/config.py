@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from ..errors import ConfigError
 from .handler import Handler, WorkerStart
 from .limits import Limits
+from .tls import TLSConfig
 
 BACKEND_NAMES = ("auto", "epoll", "selectors", "trio")
 #: the environment variable the CLI and `testing.serve` read when no backend is given
@@ -30,6 +32,8 @@ class ServerConfig:
         accepting; in-flight requests still run): the moment to tell endless streams to end now
         (unpark them to say goodbye) instead of holding the whole grace period.
     ``grace``: seconds in-flight and parked requests get to finish on SIGTERM/SIGINT.
+    ``tls``: serve HTTPS: a `TLSConfig` (certificate, key, client certificates, ALPN) or a ready
+        server ``ssl.SSLContext``; ``None`` serves cleartext HTTP.
     """
 
     handler: Handler
@@ -43,6 +47,7 @@ class ServerConfig:
     on_worker_stop: Callable[[Any], None] | None = None
     grace: float = 10.0
     backlog: int = 1024
+    tls: TLSConfig | ssl.SSLContext | None = None
 
     def __post_init__(self) -> None:
         if not callable(self.handler):
@@ -57,6 +62,8 @@ class ServerConfig:
             raise ConfigError(f"ServerConfig.limits must be a Limits, got {self.limits!r}")
         if not self.grace >= 0:
             raise ConfigError(f"ServerConfig.grace must be >= 0 seconds, got {self.grace!r}")
+        if self.tls is not None and not isinstance(self.tls, (TLSConfig, ssl.SSLContext)):
+            raise ConfigError(f"ServerConfig.tls must be a TLSConfig, an ssl.SSLContext or None, got {self.tls!r}")
 
     def with_(self, **changes: Any) -> ServerConfig:
         """A copy with some fields changed (validated again)."""

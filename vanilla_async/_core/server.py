@@ -26,17 +26,19 @@ import os
 import select
 import signal
 import socket
+import ssl
 import threading
 import time
 
 from reactor import default_backend_name
 
 from .config import ServerConfig
+from .tls import TLSConfig, build_context, reload_certificates
 from .worker import Worker
 
 log = logging.getLogger("vanilla_async")
 
-_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGUSR1}
+_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGUSR1, signal.SIGHUP}
 _KILL_MARGIN = 5.0
 
 
@@ -53,6 +55,10 @@ class Server:
         self._stopping = False
         self._grace = config.grace
         self._parent = os.getpid()
+        # Built here, before any fork: a bad certificate, key or password fails now with a message
+        # that names the file, and every worker inherits the same session-ticket keys (resumption
+        # works whichever worker SO_REUSEPORT picks).
+        self.tls_context = build_context(config.tls) if config.tls is not None else None
 
     def bind(self) -> int:
         """Resolve the port (binding a placeholder for port 0) and return it."""
@@ -77,7 +83,8 @@ class Server:
     @property
     def url(self) -> str:
         host = self.config.host
-        return f"http://{'[' + host + ']' if ':' in host else host}:{self.bind()}"
+        scheme = "https" if self.config.tls is not None else "http"
+        return f"{scheme}://{'[' + host + ']' if ':' in host else host}:{self.bind()}"
 
     def run(self) -> int:
         """Fork the workers and supervise them until shutdown; returns the exit status (0: clean)."""
@@ -121,13 +128,13 @@ class Server:
                 os.close(ready_r)
                 # Stop signals are ignored outside the reactor's lifetime: its handlers take over while it
                 # runs, and a late SIGUSR1/SIGTERM after it closed must not kill a worker that is exiting.
-                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP):
                     signal.signal(sig, signal.SIG_IGN)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # handlers may waitpid() their own children
                 signal.pthread_sigmask(signal.SIG_SETMASK, set())
                 if self._placeholder is not None:
                     self._placeholder.close()
-                code = _worker_main(self.config.with_(port=self.port), index, self._parent, ready_w)
+                code = _worker_main(self.config.with_(port=self.port), index, self._parent, ready_w, self.tls_context)
             except BaseException:
                 log.exception("worker %d crashed", index)
             finally:
@@ -163,7 +170,9 @@ class Server:
             timeout = max(0.0, min(waits) - now) if waits else 1.0
             info = signal.sigtimedwait(_SIGNALS, min(timeout, 1.0))
             now = time.monotonic()
-            if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT) and self._stopping:
+            if info is not None and info.si_signo == signal.SIGHUP:
+                self._reload_tls()
+            elif info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT) and self._stopping:
                 log.info("second stop signal: closing remaining connections now")
                 self._signal_all(signal.SIGUSR1)
             elif info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
@@ -204,6 +213,20 @@ class Server:
         log.info("stopped")
         return status
 
+    def _reload_tls(self) -> None:
+        """SIGHUP: every worker loads the certificate and key again (new connections get the new
+        ones; open connections carry on). The supervisor reloads its own copy first, so a worker
+        restarted later starts with the new certificate, and a broken file is reported once here."""
+        tls = self.config.tls
+        if self.tls_context is None or not isinstance(tls, TLSConfig):
+            log.warning("SIGHUP: %s; nothing to reload", "TLS is off" if tls is None else
+                        "TLS came as a ready ssl.SSLContext, which has no files to reload")
+            return
+        if not reload_certificates(self.tls_context, tls):
+            return  # (logged, naming the file; the old certificate stays in use everywhere)
+        log.info("SIGHUP: reloading the TLS certificate in %d worker(s)", len(self._pids))
+        self._signal_all(signal.SIGHUP)
+
     def _signal_all(self, sig: int) -> None:
         for pid in self._pids:
             try:
@@ -225,14 +248,17 @@ class Server:
         return dead
 
 
-def _worker_main(config: ServerConfig, index: int, parent_pid: int, ready_fd: int) -> int:
+def _worker_main(
+    config: ServerConfig, index: int, parent_pid: int, ready_fd: int, tls_context: ssl.SSLContext | None,
+) -> int:
     try:
-        worker = Worker(config, index, parent_pid=parent_pid)
+        worker = Worker(config, index, parent_pid=parent_pid, tls_context=tls_context)
         reactor = worker.reactor
         # Handlers before readiness: a SIGTERM right after "serving" must drain, not kill.
         reactor.add_signal_handler(signal.SIGTERM, lambda s: worker.begin_shutdown())
         reactor.add_signal_handler(signal.SIGINT, lambda s: worker.begin_shutdown())
         reactor.add_signal_handler(signal.SIGUSR1, lambda s: worker.stop_now())
+        reactor.add_signal_handler(signal.SIGHUP, lambda s: worker.reload_tls())
         worker.start()
         try:
             os.write(ready_fd, b"1")

@@ -28,7 +28,9 @@ import logging
 import math
 import os
 import socket
+import ssl
 import time
+from functools import partial
 from types import GeneratorType
 from typing import Any, Callable
 
@@ -38,6 +40,7 @@ from .config import ServerConfig
 from .connection import OPEN, Connection
 from .http1 import Http1
 from .protocol import Protocol
+from .tls import DEFAULT_HANDSHAKE_TIMEOUT, TLSConfig, TLSTransport, build_context, reload_certificates
 from .transport import PlainTransport, Transport
 from .response import error_response, refresh_date
 
@@ -72,7 +75,7 @@ class Worker:
 
     def __init__(
         self, config: ServerConfig, index: int = 0, listener: socket.socket | None = None, parent_pid: int | None = None,
-        reactor: Reactor | None = None,
+        reactor: Reactor | None = None, tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.config = config
         self.parent_pid = parent_pid  # a worker process drains and exits if its supervisor disappears
@@ -86,6 +89,15 @@ class Worker:
         #: how each accepted socket is wrapped, and what protocol it starts with
         self.transport: Callable[[socket.socket, Callable[[], None]], Transport] = PlainTransport
         self.make_protocol: Callable[[], Protocol] = Http1
+        #: TLS: the context every connection's session comes from (built by the supervisor before the
+        #: fork, so that all workers share its session-ticket keys), and the handshake deadline
+        self.tls_context = tls_context
+        self.handshake_timeout = 0.0
+        if config.tls is not None:
+            self.tls_context = tls_context if tls_context is not None else build_context(config.tls)
+            self.handshake_timeout = (config.tls.handshake_timeout if isinstance(config.tls, TLSConfig)
+                                      else DEFAULT_HANDSHAKE_TIMEOUT)
+            self.transport = partial(_tls_transport, self.tls_context)
         self.state: Any = None
         self.background: list[Task] = []
         self.stopping = False
@@ -245,8 +257,24 @@ class Worker:
             except OSError:
                 pass  # not TCP (unix socket) or already reset
             conn = Connection(self, sock, self.transport, self.make_protocol())
+            if self.handshake_timeout:
+                conn.deadline = self.reactor.now + self.handshake_timeout  # a stalled handshake is reaped
             conns[conn.fd] = conn
             self.reactor.add_stream(conn.fd, conn.on_event)
+
+    def reload_tls(self) -> None:
+        """SIGHUP: load the certificate and key files again (new connections get them; open ones
+        keep theirs; a broken file is refused with a log line and the old one stays in use)."""
+        tls = self.config.tls
+        if self.tls_context is None:
+            log.info("worker %d: SIGHUP, but TLS is off: nothing to reload", self.index)
+            return
+        if not isinstance(tls, TLSConfig):
+            log.warning("worker %d: SIGHUP, but TLS came as a ready ssl.SSLContext: there are no files to reload "
+                        "(give ServerConfig.tls a TLSConfig to rotate certificates without a restart)", self.index)
+            return
+        if reload_certificates(self.tls_context, tls):  # (a failure is logged there, naming the file)
+            log.info("worker %d: TLS certificate reloaded from %s", self.index, tls.certfile)
 
     def _pause_accepting(self, seconds: float) -> None:
         fd = self.listener.fileno()
@@ -280,3 +308,7 @@ class Worker:
             conn.expire(now)
         self._timers = [t for t in self._timers if t.active]
         self._timers.append(self.reactor.call_later(self._sweep_every, self._sweep))
+
+
+def _tls_transport(context: ssl.SSLContext, sock: socket.socket, on_blocked: Callable[[], None]) -> Transport:
+    return TLSTransport(sock, context, on_blocked)
