@@ -21,4 +21,4 @@ def test_the_wheel_installs_clean_and_optional_modules_name_their_extra() -> Non
     assert proc.returncode == 0, output[-4000:]
     for extra in ("pg", "trio", "testing"):
         assert f"pip install 'vanilla-async[{extra}]'" in output, output[-4000:]
-    assert output.rstrip().endswith("== ok"), output[-4000:]
+    assert proc.stdout.rstrip().endswith("== ok"), output[-4000:]
