@@ -6,6 +6,8 @@ handlers through `vanilla_async.offload`, for drivers and libraries that only bl
 ``GET /notes/:id``      200 / 404
 ``GET /healthz``        200 ``ok`` without touching the database (served while every thread waits)
 
+The table is ``db_example_notes`` (a name of its own: it may share a database with other examples).
+
 Compare `examples.async_db_pg`, which drives one pipelined connection from the reactor and needs
 no thread. Here each worker holds a `BlockingPool` of ``threads`` synchronous connections — one
 per pool thread, opened lazily in the thread that first needs one — and every query runs in the
@@ -42,7 +44,7 @@ log = logging.getLogger("examples.database")
 JSON = b"application/json"
 SCHEMA = """
 select pg_advisory_xact_lock(727274);
-create table if not exists notes (id bigserial primary key, text text not null,
+create table if not exists db_example_notes (id bigserial primary key, text text not null,
                                   created timestamptz not null default now());
 """
 
@@ -124,7 +126,7 @@ def healthz(req: Request, out: bytearray) -> None:
 
 @router.get("/notes")
 def list_notes(req: Request, out: bytearray) -> Generator[Token, Any, None]:
-    rows = yield from query(req, out, "select id, text, created from notes order by id desc limit 100")
+    rows = yield from query(req, out, "select id, text, created from db_example_notes order by id desc limit 100")
     if rows is not None:
         send(out, 200, [{"id": i, "text": t, "created": c.isoformat()} for i, t, c in rows])
 
@@ -139,7 +141,7 @@ def create_note(req: Request, out: bytearray) -> Generator[Token, Any, None]:
             or not 1 <= len(doc["text"]) <= 500:
         send(out, 400, {"error": 'expected {"text": string of 1..500 characters}'})
         return
-    rows = yield from query(req, out, "insert into notes (text) values (%s) returning id", (doc["text"],))
+    rows = yield from query(req, out, "insert into db_example_notes (text) values (%s) returning id", (doc["text"],))
     if rows is not None:
         send(out, 201, {"id": rows[0][0], "text": doc["text"]}, [("Location", f"/notes/{rows[0][0]}")])
 
@@ -150,7 +152,7 @@ def get_note(req: Request, out: bytearray, params: Params) -> Generator[Token, A
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
         send(out, 404, {"error": f"no note {raw!r}"})
         return
-    rows = yield from query(req, out, "select id, text from notes where id = %s", (int(raw),))
+    rows = yield from query(req, out, "select id, text from db_example_notes where id = %s", (int(raw),))
     if rows is None:
         return
     if not rows:
