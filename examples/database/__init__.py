@@ -14,7 +14,8 @@ per pool thread, opened lazily in the thread that first needs one — and every 
 worker's `Offloader`: ``rows = yield from state.offloader.run(state.pool.query, sql, params)``.
 The handler parks; the loop serves others. When every thread is busy and the queue is full the
 request gets **503** with ``Retry-After``; a database error gets **503** and the connection is
-replaced. On shutdown the offloader drains and the connections close.
+replaced. On shutdown the offloader drains (accepted queries finish and are answered); the
+connections close when the worker process exits.
 
 The schema (`ensure_schema`) is created once, before the workers fork (``__main__``), under an
 advisory lock so that concurrent starts do not race.
