@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test typecheck bench clean
+.PHONY: demo test typecheck docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +15,19 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## run the demo server (examples/tiny) on http://127.0.0.1:8080
 	$(PY) -m examples.tiny --port 8080 --workers 2
 
-test: $(STAMP)  ## type-check, then run every test (installs headless Chromium first if it can)
+test: $(STAMP) docs  ## type-check, build the docs (strict), then run every test (installs headless Chromium first if it can)
 	scripts/system-deps
 	$(PY) -m mypy
 	$(PY) -m pytest
+
+DOCS_STAMP := $(VENV)/.installed-docs
+
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[test,docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)  ## build the documentation site into ./site; any warning is an error
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
@@ -27,4 +36,4 @@ bench: $(STAMP)  ## benchmarks against peer servers (not part of the tests; seve
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache site

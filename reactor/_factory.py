@@ -18,9 +18,9 @@ def make_reactor(backend: str = "auto", clock: Callable[[], float] | None = None
     """A reactor for ``backend``: ``"auto"``, ``"epoll"``, ``"selectors"`` or ``"trio"`` (a `TrioReactor`;
     needs the ``trio`` package). ``clock`` replaces `time.monotonic` as the reactor's clock."""
     if backend == "trio":
-        try:
-            from ._trio import TrioReactor
-        except ImportError as exc:  # pragma: no cover - trio is installed wherever the tests run
-            raise ValueError("backend 'trio' needs the trio package: pip install 'vanilla-async[trio]'") from exc
+        from vanilla_async._optional import require  # (lazy: reactor does not import vanilla_async at load)
+
+        require("trio", extra="trio", feature="the 'trio' reactor backend")
+        from ._trio import TrioReactor
         return TrioReactor(clock)
     return Reactor(backend, clock if clock is not None else time.monotonic)

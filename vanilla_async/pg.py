@@ -58,12 +58,15 @@ import os
 from collections import deque
 from typing import Any, Callable, Generator, NamedTuple, Sequence, cast
 
-import psycopg
+from ._optional import require
+
+require("psycopg", extra="pg", feature="vanilla_async.pg")
+import psycopg  # noqa: E402 (after the check that names the extra)
 from psycopg import errors as pg_errors
 from psycopg import pq
 from psycopg.adapt import PyFormat, Transformer
 
-from reactor import ParkingLot, Reactor, first, park, readable, sleep, writable
+from reactor import ParkingLot, Reactor, Token, first, park, readable, sleep, writable
 
 from .errors import VanillaError
 
@@ -71,7 +74,7 @@ __all__ = ("Database", "DatabaseBusy", "DatabaseError", "DatabaseUnavailable", "
 
 log = logging.getLogger("vanilla_async.pg")
 
-PgGen = Generator[Any, Any, Any]
+PgGen = Generator[Token, Any, Any]  #: any of this module's generators (their precise types are on each method)
 _ExecStatus = pq.ExecStatus
 
 
@@ -149,7 +152,7 @@ class Listener:
         self.queue: deque[str] = deque(maxlen=10_000)
         self.lot = ParkingLot()
 
-    def get(self, timeout: float | None = None) -> PgGen:
+    def get(self, timeout: float | None = None) -> Generator[Token, Any, str | None]:
         """The next payload, or ``None`` after ``timeout`` seconds."""
         while not self.queue:
             if not (yield park(self.lot, timeout)):
@@ -194,22 +197,24 @@ class Database:
             self._connect_blocking()
 
     # -- the public API ---------------------------------------------------------------------------
-    def fetch(self, sql: str, *params: Any, timeout: float | None = None) -> PgGen:
+    def fetch(self, sql: str, *params: Any, timeout: float | None = None) -> Generator[Token, Any, list[tuple[Any, ...]]]:
         """``rows = yield from db.fetch(sql, *params)``: a list of tuples."""
         results = yield from self.run([(sql, params)], timeout=timeout)
         return results[0].rows
 
-    def fetch_one(self, sql: str, *params: Any, timeout: float | None = None) -> PgGen:
+    def fetch_one(self, sql: str, *params: Any,
+                  timeout: float | None = None) -> Generator[Token, Any, tuple[Any, ...] | None]:
         """The first row, or ``None``."""
         rows = yield from self.fetch(sql, *params, timeout=timeout)
         return rows[0] if rows else None
 
-    def execute(self, sql: str, *params: Any, timeout: float | None = None) -> PgGen:
+    def execute(self, sql: str, *params: Any, timeout: float | None = None) -> Generator[Token, Any, int]:
         """Run a statement; returns the number of rows it affected."""
         results = yield from self.run([(sql, params)], timeout=timeout)
         return results[0].rowcount
 
-    def run(self, statements: Sequence[tuple[str, Sequence[Any]]], *, timeout: float | None = None) -> PgGen:
+    def run(self, statements: Sequence[tuple[str, Sequence[Any]]], *,
+            timeout: float | None = None) -> Generator[Token, Any, list[Result]]:
         """Several statements under ONE Sync: one implicit transaction, all or nothing.
 
         Returns a `Result` per statement. An SQL error raises the matching psycopg exception
@@ -297,7 +302,7 @@ class Database:
             self._pg = None
 
     # -- the pump ------------------------------------------------------------------------------------
-    def pump(self, reactor: Reactor | None = None) -> PgGen:
+    def pump(self, reactor: Reactor | None = None) -> Generator[Token, Any, None]:
         """The task that owns the connection: ``return db.pump(reactor)`` from ``on_worker_start``.
 
         With the worker's ``reactor``, the queries of every request started in one loop turn are
@@ -360,7 +365,7 @@ class Database:
             self._send_listen(channel)
         log.info("connected to the database (pipeline mode, connection #%d)", self.connects)
 
-    def _connect(self) -> PgGen:
+    def _connect(self) -> Generator[Token, Any, bool]:
         """A non-blocking (re)connection: libpq's connect_poll driven by fd tokens."""
         pg: pq.abc.PGconn | None = None
         try:

@@ -38,7 +38,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-import h11
+from ._optional import require
+
+require("h11", extra="testing", feature="vanilla_async.testing")
+import h11  # noqa: E402 (after the check that names the extra)
 
 from reactor import Reactor, Task
 

@@ -23,7 +23,10 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-import trio
+from ._optional import require
+
+require("trio", extra="trio", feature="vanilla_async.trio")
+import trio  # noqa: E402 (after the check that names the extra)
 
 from reactor._trio import TrioReactor
 

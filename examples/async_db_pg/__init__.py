@@ -127,6 +127,7 @@ def none_match(values: Iterable[bytes], etag: str) -> bool:
 # -- the endpoints: generators that return an Answer -------------------------------------------------
 def world_row(db: Database) -> Endpoint:
     row = yield from db.fetch_one(SELECT_WORLD, random_id())
+    assert row is not None, "the world table has a row for every id in 1..10000"
     return 200, json.dumps({"id": row[0], "randomNumber": row[1]}), JSON, ()
 
 

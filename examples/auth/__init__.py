@@ -15,8 +15,8 @@ Every 401 carries a ``WWW-Authenticate`` challenge, as RFC 9110 §15.5.2 require
 
 **Hashing off the loop.** argon2id takes tens of milliseconds and 64 MiB by design; on the
 event loop it would stall every connection of the worker. ``/login`` runs the verification in the
-worker's thread pool through `offload.Offloader` and parks on a `ParkingLot` that the pool's
-thread wakes with ``reactor.call_soon_threadsafe`` — see `offload` for the mechanism, and
+worker's thread pool through `vanilla_async.offload.Offloader` and parks on a `ParkingLot` that the pool's
+thread wakes with ``reactor.call_soon_threadsafe`` — see `vanilla_async.offload` for the mechanism, and
 `credentials` for the password, token and API-key rules.
 
 Run: ``python -m examples.auth --port 8080``. Environment, read at start: ``AUTH_JWT_SECRET`` (at
@@ -40,11 +40,11 @@ from argon2 import PasswordHasher
 
 from reactor import Reactor, Token
 from vanilla_async import Limits, Request, ServerConfig, StaticResponse, respond
+from vanilla_async.offload import Offloader, OffloadRefused
 
 from .credentials import ApiKeys, AuthConfigError, InvalidToken, Tokens, check_password, new_secret
-from .offload import OffloadBusy, Offloader, OffloadUnavailable
 
-__all__ = ("ApiKeys", "AuthConfigError", "AuthState", "InvalidToken", "OffloadBusy", "OffloadUnavailable", "Offloader",
+__all__ = ("ApiKeys", "AuthConfigError", "AuthState", "InvalidToken",
            "Settings", "Tokens", "check_password", "config", "handler", "make_config", "settings_from_env")
 
 REALM = 'realm="examples.auth"'
@@ -61,7 +61,7 @@ class Settings:
     api_keys: ApiKeys
     hasher: PasswordHasher = field(default_factory=PasswordHasher)
     threads: int = 2  #: hashing threads per worker
-    max_pending: int = 32  #: logins queued or hashing per worker before 503
+    max_queued: int = 30  #: logins waiting for a hashing thread per worker before 503
     dummy_hash: str = ""  #: checked for unknown users (made from ``hasher`` when empty)
 
     def __post_init__(self) -> None:
@@ -137,7 +137,7 @@ def login(req: Request, out: bytearray, state: AuthState) -> Generator[Token, An
     stored = settings.users.get(username)
     try:
         ok = yield from offloader.run(check_password, settings.hasher, stored or settings.dummy_hash, password)
-    except (OffloadBusy, OffloadUnavailable) as exc:
+    except OffloadRefused as exc:
         respond(out, 503, f"busy, retry shortly: {exc}\n", headers=[("Retry-After", "1")])
         return
     if not ok or stored is None:
@@ -173,7 +173,7 @@ def report(req: Request, out: bytearray, settings: Settings) -> None:
 
 def on_worker_start(state: AuthState, reactor: Reactor) -> None:
     settings = state.settings
-    state.offloader = Offloader(reactor, threads=settings.threads, max_pending=settings.max_pending)
+    state.offloader = Offloader(reactor, threads=settings.threads, max_queued=settings.max_queued, name="argon2")
 
 
 def on_worker_stop(state: AuthState) -> None:

@@ -5,7 +5,7 @@ Theory of operation
 **Passwords** are stored as argon2id hashes (``argon2-cffi``'s `PasswordHasher`, whose default
 parameters follow RFC 9106's recommended low-memory profile). Verifying one is deliberately slow
 and is therefore never done on the event loop: the handler runs `check_password` through
-`offload.Offloader`. An unknown user is checked against a dummy hash of the same parameters, so
+`vanilla_async.offload.Offloader`. An unknown user is checked against a dummy hash of the same parameters, so
 the response time does not tell which user names exist.
 
 **Tokens** are JWTs signed with HS256 (``PyJWT``) carrying ``sub``, ``iat``, ``exp`` and ``iss``.

@@ -146,9 +146,9 @@ def test_many_concurrent_logins_complete() -> None:
     assert statuses == [200, 401] * 4
 
 
-def test_logins_beyond_max_pending_are_shed_with_503() -> None:
+def test_logins_beyond_the_queue_bound_are_shed_with_503() -> None:
     hasher = GatedHasher()
-    with serve(make_config(settings(hasher, threads=1, max_pending=2))) as server:
+    with serve(make_config(settings(hasher, threads=1, max_queued=1))) as server:
         held = [server.connect(), server.connect()]
         for client in held:
             client.send(login_request())
@@ -156,7 +156,7 @@ def test_logins_beyond_max_pending_are_shed_with_503() -> None:
         assert server.worker is not None
         state: AuthState = server.worker.state
         deadline = time.monotonic() + 5
-        while state.offloader is None or state.offloader.pending < 2:  # ...and one queued behind it
+        while state.offloader is None or state.offloader.in_flight < 2:  # ...and one queued behind it
             assert time.monotonic() < deadline, "the second login was never queued"
             time.sleep(0.01)
         r = server.request(login_request())
