@@ -15,6 +15,9 @@ import pytest
 from vanilla_async import Limits, Request, ShuttingDown, first, readable, respond, sleep
 from vanilla_async.testing import serve
 
+#: every test here runs over cleartext and over TLS (conftest.each_transport)
+pytestmark = pytest.mark.usefixtures("each_transport")
+
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 Gen = Generator[Any, Any, None]
 CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -120,6 +123,7 @@ def test_a_reader_that_falls_too_far_behind_is_cut(backend: str) -> None:
 
 
 # -- disconnects ------------------------------------------------------------------------------------------
+@pytest.mark.plain_only("raw cleartext sockets; TLS handshakes reset mid-way are tests/test_tls.py's")
 def test_ten_thousand_disconnects_while_parked_leave_nothing_behind(backend: str) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4096)), hard))

@@ -19,6 +19,9 @@ from vanilla_async.sse import Event, decode, encode_comment, encode_event
 from vanilla_async.streaming import chunk, end_chunked, relay, start_chunked, status_at, write_chunk
 from vanilla_async.testing import serve
 
+#: every test here runs over cleartext and over TLS (conftest.each_transport)
+pytestmark = pytest.mark.usefixtures("each_transport")
+
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 
 

@@ -26,13 +26,17 @@ throwaway reactor.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -52,10 +56,12 @@ from ._core.handler import FileBody, Takeover
 from ._core.http1 import bad_result, cut_after_head, is_generator
 from ._core.limits import Limits
 from ._core.request import Request
+from ._core.tls import TLSConfig
 from ._core.worker import Worker
 from .errors import HandlerError
 
-__all__ = ("Client", "DEFAULT_TIMEOUT", "Response", "ServerProcess", "TestServer", "call", "iter_splits", "make_request", "require_postgres", "serve")
+__all__ = ("Client", "DEFAULT_TIMEOUT", "Response", "ServerProcess", "TLS_ENV", "TestCA", "TestServer", "call", "iter_splits",
+           "make_request", "require_postgres", "serve", "test_ca")
 
 log = logging.getLogger("vanilla_async.testing")
 
@@ -89,11 +95,22 @@ class Response:
 
 
 class Client:
-    """A blocking client socket with a timeout and an h11-validated response reader."""
+    """A blocking client socket with a timeout and an h11-validated response reader; over TLS when
+    given a client ``ssl.SSLContext`` (`TestServer.connect` passes the test CA's when the server is
+    HTTPS), so the same test runs over cleartext and TLS."""
 
-    def __init__(self, address: tuple[str, int], timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.sock = socket.create_connection(address, timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, address: tuple[str, int], timeout: float = DEFAULT_TIMEOUT,
+                 tls: ssl.SSLContext | None = None) -> None:
+        sock = socket.create_connection(address, timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            try:
+                sock = tls.wrap_socket(sock, server_hostname="localhost")
+            except BaseException:
+                sock.close()
+                raise
+        self.sock = sock
+        self.tls = tls is not None
         self._buf = b""
         self.eof = False
 
@@ -118,8 +135,10 @@ class Client:
                 time.sleep(pause)
 
     def shut_wr(self) -> None:
-        """Half-close: no more bytes from us; responses can still be read."""
-        self.sock.shutdown(socket.SHUT_WR)
+        """Half-close: no more bytes from us; responses can still be read. Over TLS this is a TCP
+        FIN without close_notify (``SSLSocket.shutdown`` would drop the session): the server reads it
+        as EOF, and the session stays readable."""
+        socket.socket.shutdown(self.sock, socket.SHUT_WR)
 
     # -- receiving ------------------------------------------------------------------------------------
     def _recv(self) -> bytes:
@@ -127,7 +146,7 @@ class Client:
             return b""
         try:
             data = self.sock.recv(65536)
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
             data = b""
         if not data:
             self.eof = True
@@ -239,7 +258,12 @@ class TestServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.config.tls is not None else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def client_tls(self) -> ssl.SSLContext | None:
+        """The client context that trusts this server's certificate (None: cleartext)."""
+        return test_ca().client_context() if self.config.tls is not None else None
 
     def start(self) -> TestServer:
         self._fds_before = _open_fds()
@@ -308,7 +332,7 @@ class TestServer:
 
     # -- clients -----------------------------------------------------------------------------------------
     def connect(self, timeout: float = DEFAULT_TIMEOUT) -> Client:
-        client = Client(self.address, timeout)
+        client = Client(self.address, timeout, tls=self.client_tls)
         self._clients.append(client)
         return client
 
@@ -334,6 +358,55 @@ class TestServer:
             return [client.read_response(raw.split(b" ", 1)[0]) for raw in requests]
 
 
+#: ``"1"``: `serve` gives servers without TLS the test CA's certificate (see `serve`)
+TLS_ENV = "VANILLA_TEST_TLS"
+
+
+class TestCA:
+    """A throwaway certificate authority (``trustme``, ECDSA P-256) and one server certificate for
+    ``localhost``/``127.0.0.1``/``::1``, written to a temporary directory for `TLSConfig`."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self) -> None:
+        trustme = require("trustme", extra="testing", feature="TLS in vanilla_async.testing")
+        self.ca = trustme.CA(key_type=trustme.KeyType.ECDSA)
+        cert = self.ca.issue_cert("localhost", "127.0.0.1", "::1", key_type=trustme.KeyType.ECDSA)
+        self.dir = tempfile.mkdtemp(prefix="vanilla-test-ca-")
+        atexit.register(shutil.rmtree, self.dir, True)
+        self.certfile = os.path.join(self.dir, "server.pem")
+        self.keyfile = os.path.join(self.dir, "server.key")
+        self.cafile = os.path.join(self.dir, "ca.pem")
+        cert.cert_chain_pems[0].write_to_path(self.certfile)
+        for extra in cert.cert_chain_pems[1:]:
+            extra.write_to_path(self.certfile, append=True)
+        cert.private_key_pem.write_to_path(self.keyfile)
+        self.ca.cert_pem.write_to_path(self.cafile)
+        self._client: ssl.SSLContext | None = None
+
+    def server_config(self, **changes: Any) -> TLSConfig:
+        return TLSConfig(certfile=self.certfile, keyfile=self.keyfile, **changes)
+
+    def client_context(self) -> ssl.SSLContext:
+        if self._client is None:
+            self._client = ssl.create_default_context(cafile=self.cafile)
+        return self._client
+
+
+_test_ca: TestCA | None = None
+
+
+def test_ca() -> TestCA:
+    """The process's `TestCA` (made on first use)."""
+    global _test_ca
+    if _test_ca is None:
+        _test_ca = TestCA()
+    return _test_ca
+
+
+test_ca.__test__ = False  # type: ignore[attr-defined]  # (not a pytest test)
+
+
 def serve(
     handler_or_config: Callable[..., Any] | ServerConfig,
     *,
@@ -347,11 +420,18 @@ def serve(
     """A `TestServer` for a handler (or a full `ServerConfig`); use it as a context manager.
 
     ``backend`` defaults to ``$VANILLA_ASYNC_BACKEND`` (as the CLI does), else the config's own.
+    With ``$VANILLA_TEST_TLS=1`` (the ``each_transport`` fixture) a config without TLS gets the test
+    CA's certificate, and `TestServer.connect` speaks TLS: one test, both transports.
     """
     if backend is None:
         backend = os.environ.get(BACKEND_ENV) or "auto"
+    if os.environ.get(TLS_ENV) == "1" and "tls" not in config and not (
+            isinstance(handler_or_config, ServerConfig) and handler_or_config.tls is not None):
+        config["tls"] = test_ca().server_config()
     if isinstance(handler_or_config, ServerConfig):
         cfg = handler_or_config.with_(backend=backend) if backend != "auto" else handler_or_config
+        if "tls" in config:
+            cfg = cfg.with_(tls=config.pop("tls"))
     else:
         cfg = ServerConfig(handler=handler_or_config, backend=backend, make_state=make_state, **config)
     if limits is not None:

@@ -24,11 +24,13 @@ ordinary EOF: HTTP/1.1 framing, not TLS, decides whether a message was complete)
 (cleartext HTTP sent to the TLS port, a corrupt record, a handshake the policy refuses) raises
 ``ssl.SSLError``, which is an ``OSError``, after the alert OpenSSL produced was sent best-effort.
 
-**Writing and backpressure.** ``send(data)`` encrypts at most 256 KiB of plaintext (whole 16 KiB
-records: OpenSSL splits them) into the outgoing BIO and writes the ciphertext with one ``send``. The
-plaintext is then *accepted*, whether or not the socket took all of the ciphertext: what it did not
-take stays in the transport (``pending``) and ``on_blocked()`` is called once, so the connection arms
-EPOLLOUT and its write deadline and later calls ``flush_pending()``. While ciphertext is pending no
+**Writing and backpressure.** ``send(data)`` encrypts 256 KiB of plaintext at a time (whole 16 KiB
+records: OpenSSL splits them) into the outgoing BIO and writes the ciphertext with one ``send``, and
+goes on with the next slice while the socket takes everything: a short count means the socket is
+full, as for a plain socket (an edge-triggered EPOLLOUT only comes after the socket was full). The
+plaintext of the last slice is *accepted* whether or not the socket took all of its ciphertext: what
+it did not take stays in the transport (``pending``) and ``on_blocked()`` is called once, so the
+connection arms EPOLLOUT and its write deadline and later calls ``flush_pending()``. While ciphertext is pending no
 new plaintext is accepted (``BlockingIOError``): the buffer is bounded by one call's worth. For the
 engine the transport therefore looks like a non-blocking socket whose ``send`` may return a count
 "too large" (the ciphertext it still holds); ``on_blocked`` is how it learns that. ``sendfile`` would
@@ -215,7 +217,7 @@ def _new_context(tls: TLSConfig) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.options |= (ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_RENEGOTIATION
-                        | ssl.OP_SINGLE_ECDH_USE)
+                        | ssl.OP_SINGLE_ECDH_USE | ssl.OP_IGNORE_UNEXPECTED_EOF)
     context.options &= ~ssl.OP_NO_TICKET
     context.set_ciphers(TLS12_CIPHERS)
     context.set_alpn_protocols(list(tls.alpn))
@@ -381,8 +383,11 @@ class TLSTransport:
                         got += chunk
                 except ssl.SSLWantReadError:
                     pass
-                except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                except ssl.SSLZeroReturnError:
                     self._eof = True
+                except ssl.SSLEOFError:  # a FIN without close_notify: an ordinary EOF for HTTP, so
+                    self._eof = True     # drop the fatal alert OpenSSL queued for it (a client would
+                    self._outgoing.read()  # read "decode error" instead of the end of its responses)
                 except ssl.SSLError:
                     self._flush_alert()
                     raise
@@ -418,13 +423,16 @@ class TLSTransport:
         if self.handshaking:
             raise BlockingIOError(errno.EAGAIN, "the TLS handshake has not completed yet")
         view = memoryview(data)
-        if view.nbytes > SEND_PLAINTEXT_MAX:
-            view = view[:SEND_PLAINTEXT_MAX]
-        if not view.nbytes:
-            return 0
-        accepted = obj.write(view)
-        self._write_out()
-        return accepted
+        total = 0
+        # Encrypt and write in slices until the socket stops taking ciphertext: a count short of
+        # len(data) must mean "the socket is full" (as for a plain socket), because that is what makes
+        # an edge-triggered EPOLLOUT come; stopping after one slice with room left would wait forever.
+        while total < view.nbytes:
+            total += obj.write(view[total:total + SEND_PLAINTEXT_MAX])
+            self._write_out()
+            if self._out_at < len(self._out):
+                break
+        return total
 
     def shutdown_write(self) -> None:
         """Send close_notify (best effort, never blocks), then shut the socket's write side."""
@@ -448,7 +456,7 @@ class TLSTransport:
         if self._closed:
             return
         obj = self._ssl
-        if obj is not None and not self.handshaking and not self._eof:
+        if obj is not None and not self.handshaking:
             try:
                 obj.unwrap()
             except (ssl.SSLError, ValueError, OSError):

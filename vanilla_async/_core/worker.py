@@ -245,10 +245,11 @@ class Worker:
                 return
             sock.setblocking(False)
             if len(conns) >= max_conns:
-                try:
-                    sock.send(_OVERLOADED)
-                except OSError:
-                    pass
+                if self.tls_context is None:  # (a TLS port cannot answer in cleartext: it just closes)
+                    try:
+                        sock.send(_OVERLOADED)
+                    except OSError:
+                        pass
                 sock.close()
                 log.warning("worker %d at max_connections=%d; answered 503", self.index, max_conns)
                 continue
