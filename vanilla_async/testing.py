@@ -442,7 +442,7 @@ def serve(
 
 
 # -- servers as real processes ---------------------------------------------------------------------------
-_SERVING = r"serving http://127\.0\.0\.1:(\d+)"
+_SERVING = r"serving https?://127\.0\.0\.1:(\d+)"
 
 
 class ServerProcess:

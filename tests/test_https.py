@@ -1,0 +1,287 @@
+"""HTTPS through the whole server: handshakes in the reactor, their failures, resumption across
+workers, certificate rotation by SIGHUP, file bodies and a browser — real clients only (Python's
+ssl, openssl s_client, curl, headless Chromium). The end-to-end suites (test_http, test_async,
+test_streaming) also run over TLS through conftest's ``each_transport``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from vanilla_async import FileBody, Limits, Request, respond
+from vanilla_async._core.tls import TLSConfig
+from vanilla_async.testing import ServerProcess, serve, test_ca
+
+ROOT = Path(__file__).resolve().parents[1]
+GET = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+
+def hello(req: Request, out: bytearray) -> None:
+    respond(out, 200, b"hello over TLS")
+
+
+def _tls() -> TLSConfig:
+    return test_ca().server_config()
+
+
+def _wait(predicate: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return bool(predicate())
+
+
+def test_a_stalled_handshake_is_reaped_with_nothing_sent(backend: str) -> None:
+    tls = test_ca().server_config(handshake_timeout=0.3)
+    with serve(hello, backend=backend, tls=tls, limits=Limits(idle_timeout=30)) as server:
+        raw = socket.create_connection(server.address, timeout=5)
+        raw.sendall(b"\x16\x03\x01\x00\xff\x01")  # the start of a ClientHello, then silence
+        started = time.monotonic()
+        assert raw.recv(100) == b""  # closed by the handshake deadline, not the 30 s idle one
+        assert time.monotonic() - started < 3
+        raw.close()
+        assert _wait(lambda: server.worker is not None and not server.worker.conns)
+
+
+def test_cleartext_http_sent_to_the_tls_port_is_closed_promptly(backend: str) -> None:
+    with serve(hello, backend=backend, tls=_tls()) as server:
+        raw = socket.create_connection(server.address, timeout=5)
+        raw.sendall(GET)
+        started = time.monotonic()
+        data = b""
+        try:
+            while chunk := raw.recv(1000):
+                data += chunk
+        except ConnectionResetError:
+            pass
+        assert time.monotonic() - started < 2
+        assert not data.startswith(b"HTTP/1.1 200")  # (at most a TLS alert)
+        raw.close()
+
+
+def test_a_thousand_handshakes_reset_at_random_points_leave_nothing_behind(backend: str) -> None:
+    """Clients do the handshake step by step through memory BIOs and reset the TCP connection at a
+    random point: before the ClientHello, after it, after part of it, after Finished, mid-request."""
+    rng = random.Random(1234)
+    client_ctx = test_ca().client_context()
+    with serve(hello, backend=backend, tls=_tls()) as server:  # (the TestServer leak check runs at exit)
+        for i in range(1000):
+            sock = socket.create_connection(server.address, timeout=5)
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            obj = client_ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+            try:
+                obj.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            hello_bytes = outgoing.read()
+            point = rng.choice(["connect", "partial-hello", "hello", "finished", "request"])
+            if point == "partial-hello":
+                sock.sendall(hello_bytes[:rng.randrange(1, len(hello_bytes))])
+            elif point != "connect":
+                sock.sendall(hello_bytes)
+                if point in ("finished", "request"):
+                    for _ in range(10):  # bounded
+                        data = sock.recv(65536)
+                        if not data:
+                            break
+                        incoming.write(data)
+                        try:
+                            obj.do_handshake()
+                            break
+                        except ssl.SSLWantReadError:
+                            continue
+                    sock.sendall(outgoing.read())
+                    if point == "request":
+                        obj.write(GET[:rng.randrange(1, len(GET))])
+                        sock.sendall(outgoing.read())
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+            if i % 100 == 99:
+                assert _wait(lambda: server.worker is not None and not server.worker.conns, 10), i
+        # still serving after all that
+        with server.connect() as client:
+            client.send(GET)
+            assert client.read_response().body == b"hello over TLS"
+
+
+def test_a_20_mb_file_body_over_tls_arrives_byte_identical(backend: str, tmp_path: Path) -> None:
+    path = tmp_path / "big.bin"
+    data = os.urandom(20 * 1024 * 1024)
+    path.write_bytes(data)
+
+    def handler(req: Request, out: bytearray) -> FileBody:
+        out += b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(data)
+        return FileBody(os.open(path, os.O_RDONLY), 0, len(data))
+
+    with serve(handler, backend=backend, tls=_tls()) as server:
+        with server.connect(timeout=30) as client:
+            client.send(GET + GET)  # the second waits behind the file (pipelining over TLS)
+            first, second = client.read_responses(2)
+    assert hashlib.sha256(first.body).digest() == hashlib.sha256(data).digest()
+    assert second.body == data
+
+
+# -- real processes: resumption across workers, rotation by SIGHUP, openssl, curl, a browser -------------
+def _ca_files(tmp_path: Path, name: str) -> tuple[trustme.CA, str, str, str]:
+    ca = trustme.CA(key_type=trustme.KeyType.ECDSA)
+    cert = ca.issue_cert("localhost", "127.0.0.1", key_type=trustme.KeyType.ECDSA)
+    certfile, keyfile, cafile = (str(tmp_path / f"{name}.{ext}") for ext in ("pem", "key", "ca.pem"))
+    cert.private_key_and_cert_chain_pem.write_to_path(certfile)
+    cert.private_key_pem.write_to_path(keyfile)
+    ca.cert_pem.write_to_path(cafile)
+    return ca, certfile, keyfile, cafile
+
+
+def _https_server(certfile: str, keyfile: str, workers: int = 2) -> ServerProcess:
+    return ServerProcess("-m", "examples.https", "--port", "0", "--workers", str(workers),
+                         "--ssl-certfile", certfile, "--ssl-keyfile", keyfile, cwd=ROOT)
+
+
+def _need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{tool} is missing; CI installs it (scripts/system-deps)")
+        pytest.skip(f"{tool} is not installed")
+    return path
+
+
+def _s_client(port: int, cafile: str, *extra: str) -> str:
+    result = subprocess.run(
+        [_need("openssl"), "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost", "-CAfile", cafile,
+         "-alpn", "http/1.1", "-ign_eof", *extra],
+        input=b"GET /api/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", capture_output=True, timeout=20)
+    return result.stdout.decode("latin-1") + result.stderr.decode("latin-1")
+
+
+def test_openssl_s_client_sees_tls13_alpn_and_resumes_on_either_worker(tmp_path: Path) -> None:
+    _, certfile, keyfile, cafile = _ca_files(tmp_path, "server")
+    session = str(tmp_path / "session.pem")
+    with _https_server(certfile, keyfile, workers=2) as proc:
+        port = proc.port()
+        first = _s_client(port, cafile, "-sess_out", session)
+        assert "Protocol  : TLSv1.3" in first or "TLSv1.3" in first, first
+        assert "ALPN protocol: http/1.1" in first, first
+        assert '"status"' in first  # the response came through
+        # SO_REUSEPORT spreads connections over both workers; every one must resume the session,
+        # whichever worker it lands on (they share the ticket keys of the pre-fork context).
+        for _ in range(8):
+            again = _s_client(port, cafile, "-sess_in", session)
+            assert "Reused, TLSv1.3" in again, again
+        for version in ("-tls1_2", "-tls1_3"):
+            assert "Verify return code: 0 (ok)" in _s_client(port, cafile, version)
+        assert "alert" in _s_client(port, cafile, "-tls1_1").lower() or "no protocols available" in \
+            _s_client(port, cafile, "-tls1_1").lower()  # TLS 1.1 is refused
+        assert proc.stop(signal.SIGTERM) == 0
+
+
+def _peer_cert(port: int, cafile: str) -> bytes:
+    ctx = ssl.create_default_context(cafile=cafile)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        with ctx.wrap_socket(sock, server_hostname="localhost") as tls:
+            der = tls.getpeercert(binary_form=True)
+            assert der is not None
+            return der
+
+
+def test_sighup_rotates_the_certificate_and_refuses_a_broken_one(tmp_path: Path) -> None:
+    ca, certfile, keyfile, cafile = _ca_files(tmp_path, "live")
+    with _https_server(certfile, keyfile, workers=2) as proc:
+        port = proc.port()
+        before = _peer_cert(port, cafile)
+        # an open connection, to check that it carries on across the rotation
+        ctx = ssl.create_default_context(cafile=cafile)
+        open_conn = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="localhost")
+        open_conn.sendall(b"GET /api/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert b"200 OK" in open_conn.recv(4096)
+        # rotate: same CA, a new certificate and key written over the files, then SIGHUP
+        new = ca.issue_cert("localhost", "127.0.0.1", key_type=trustme.KeyType.ECDSA)
+        new.private_key_and_cert_chain_pem.write_to_path(certfile)
+        new.private_key_pem.write_to_path(keyfile)
+        proc.popen.send_signal(signal.SIGHUP)
+        proc.wait_for(r"worker \d: TLS certificate reloaded", timeout=10)
+        proc.wait_for(r"worker \d: TLS certificate reloaded", timeout=10)  # both workers
+        for _ in range(6):  # whichever worker answers
+            assert _peer_cert(port, cafile) != before
+        open_conn.sendall(b"GET /api/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        assert b"200 OK" in open_conn.recv(4096)  # the old session carries on
+        open_conn.close()
+        rotated = _peer_cert(port, cafile)
+        # a broken file is refused with a log line naming it; the certificate in use stays
+        Path(certfile).write_text("not a certificate\n")
+        proc.popen.send_signal(signal.SIGHUP)
+        proc.wait_for(re.escape(certfile), timeout=10)
+        assert _peer_cert(port, cafile) == rotated
+        assert proc.stop(signal.SIGTERM) == 0
+
+
+def test_a_bad_key_fails_at_start_naming_the_file(tmp_path: Path) -> None:
+    _, certfile, _, _ = _ca_files(tmp_path, "a")
+    _, _, other_key, _ = _ca_files(tmp_path, "b")
+    with _https_server(certfile, other_key, workers=1) as proc:
+        assert proc.wait(20) == 2
+        said = proc.output
+        assert "does not match" in said.lower() or "mismatch" in said.lower(), said
+        assert other_key in said or certfile in said
+        assert "started (pid" not in said  # before any worker forked
+
+
+def test_curl_over_https_with_keepalive(tmp_path: Path) -> None:
+    _, certfile, keyfile, cafile = _ca_files(tmp_path, "server")
+    with _https_server(certfile, keyfile, workers=1) as proc:
+        port = proc.port()
+        url = f"https://localhost:{port}/api/health"
+        result = subprocess.run([_need("curl"), "-sS", "--max-time", "10", "--cacert", cafile, "--resolve",
+                                 f"localhost:{port}:127.0.0.1", url, url], capture_output=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.count(b'"status"') == 2
+        assert proc.stop(signal.SIGTERM) == 0
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def test_headless_chromium_receives_sse_over_https(tmp_path: Path) -> None:
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing; CI must install it (scripts/system-deps)")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from examples.async_sse import make_config
+    from examples.async_sse.test_async_sse import state_of, stop_process_group
+
+    config = make_config(interval=0.05, heartbeat=5.0).with_(tls=_tls())
+    with serve(config) as server:
+        state = state_of(server)
+        log_path = tmp_path / "chromium.log"
+        with open(log_path, "wb") as log:
+            # the page's script reports the events it got back to the server (POST /report)
+            browser = subprocess.Popen(
+                [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--ignore-certificate-errors", f"--user-data-dir={tmp_path / 'profile'}",
+                 f"https://localhost:{server.port}/"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        try:
+            arrived = _wait(lambda: bool(state.reports), timeout=30)
+        finally:
+            stop_process_group(browser)
+        assert arrived, f"no report from the browser over https within 30 s; chromium said:\n{log_path.read_text()[-3000:]}"
+    report = state.reports[0]
+    assert report["why"] == "done"
+    assert report["events"] == [{"type": "message", "id": str(n), "data": f"tick {n}"} for n in (1, 2, 3)]
