@@ -10,7 +10,7 @@ from ..errors import ConfigError
 from .handler import Handler, WorkerStart
 from .limits import Limits
 
-BACKEND_NAMES = ("auto", "epoll", "selectors", "trio")
+BACKEND_NAMES = ("auto", "epoll", "selectors", "trio", "io_uring")
 #: the environment variable the CLI and `testing.serve` read when no backend is given
 BACKEND_ENV = "VANILLA_ASYNC_BACKEND"
 
