@@ -27,7 +27,9 @@ and the HTTP connection run unchanged; only the way readiness reaches the loop c
 * **The kernel may end a multishot poll** (for instance when the completion ring is full): its
   last completion lacks ``IORING_CQE_F_MORE``. The poll is then re-added before the next wait
   (counted in `multishot_restarts`); since a new poll reports present readiness, no edge is
-  lost. A completion with an error (``-EBADF``: the fd was closed before the request reached
+  lost. That same property means a re-added poll on a writable socket completes at once, so
+  re-adding thousands of them would fill the ring again and end them again, every turn: at most
+  a quarter of the completion ring's worth is re-added per turn, the rest on the next ones. A completion with an error (``-EBADF``: the fd was closed before the request reached
   the kernel) ends the registration and is reported as ERROR|HANGUP, so the owner finds out
   when it reads, as it would from epoll's EPOLLERR.
 
@@ -246,8 +248,14 @@ class UringBackend:
         self._arg_addr = ctypes.addressof(self._arg)
         self._arg_size = ctypes.sizeof(self._arg)
         self._ts_addr = ctypes.addressof(self._ts)
+        # A re-added poll completes at once when its fd is ready (a writable socket always is): so
+        # that re-adding multishot polls ended by a full completion ring cannot fill it again and
+        # keep ending them, at most a quarter of the ring's worth is re-added per turn. Readers
+        # (the listener, the wake-up socket) are always re-added at once.
+        self._restart_budget = max(1, self.cq_entries // 4)
         self.multishot_restarts = 0  #: multishot polls the kernel ended and this backend re-added
         self.early_submits = 0  #: times the submission ring filled up between two loop turns
+        self.stale_completions = 0  #: completions of polls already removed (dropped, never reported)
         self.closed = False
 
     def _map(self, p: _Params) -> None:
@@ -340,6 +348,11 @@ class UringBackend:
             reg.live = False
             self._push(_IORING_OP_POLL_REMOVE, -1, reg.uid, 0, 0, _REMOVE_ID)
 
+    @property
+    def registrations(self) -> int:
+        """How many fds have a registration (streams, readers and armed watches)."""
+        return len(self._by_fd)
+
     # -- the Backend protocol --------------------------------------------------------------------
     def _check_free(self, fd: int) -> None:
         if self.closed:
@@ -390,8 +403,14 @@ class UringBackend:
         if restart:
             self._restart = []
             regs = self._regs
+            budget = self._restart_budget
             for reg in restart:
                 if regs.get(reg.uid) is reg and not reg.live:
+                    if reg.kind == _STREAM:
+                        if budget == 0:
+                            self._restart.append(reg)  # next turn: see `_restart_budget`
+                            continue
+                        budget -= 1
                     self._add(reg)
         arg = self._arg
         if timeout < 0:
@@ -435,9 +454,12 @@ class UringBackend:
         while head != tail:
             idx = head & mask
             head = (head + 1) & 0xFFFFFFFF
-            reg = regs.get(u64[cqes64 + 2 * idx])
-            if reg is None:
-                continue  # a removal's own completion, or one from a poll already forgotten
+            uid = u64[cqes64 + 2 * idx]
+            reg = regs.get(uid)
+            if reg is None:  # a removal's own completion, or one from a poll already forgotten
+                if uid != _REMOVE_ID:
+                    self.stale_completions += 1
+                continue
             res = i32[cqes32 + 4 * idx + 2]
             fd = reg.fd
             if res < 0:
