@@ -53,7 +53,12 @@ def pairs(socks: list[socket.socket], n: int) -> list[tuple[socket.socket, socke
 
 def run_bounded(reactor: Reactor) -> None:
     fired: list[bool] = []
-    timer = reactor.call_later(SAFETY, lambda: (fired.append(True), reactor.stop()))
+
+    def safety() -> None:
+        fired.append(True)
+        reactor.stop()
+
+    timer = reactor.call_later(SAFETY, safety)
     try:
         reactor.run()
     finally:
