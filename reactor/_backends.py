@@ -210,7 +210,8 @@ def make_backend(name: str = "auto") -> Backend:
     if name == "selectors":
         return SelectorsBackend()
     if name == "io_uring":
-        from ._uring import UringBackend  # imports this module: loaded only when asked for
+        # _uring imports this module: it is loaded only when asked for
+        from ._uring import UringBackend
 
         return UringBackend()
     if name == "trio":
