@@ -3,8 +3,9 @@
 It knows nothing about HTTP. A generator yields one of six tokens — `readable(fd)`, `writable(fd)`,
 `sleep(s)`, `sleep_until(t)`, `park(lot)` or `first(...)` of several; the `Reactor` parks it and resumes it in the same loop when the fd or timer
 fires. Long-lived sockets get plain callbacks instead (`Reactor.add_stream`). Backends: ``epoll``
-(Linux, edge-triggered streams), ``selectors`` (portable, level-triggered) and ``trio`` (the
-same reactor as a trio task: `reactor._trio.TrioReactor`, made by `make_reactor("trio")`).
+(Linux, edge-triggered streams), ``selectors`` (portable, level-triggered), ``io_uring`` (Linux
+5.11+: the epoll contract over io_uring poll requests, `reactor._uring`) and ``trio`` (the same
+reactor as a trio task: `reactor._trio.TrioReactor`, made by `make_reactor("trio")`).
 """
 
 from ._backends import (
@@ -19,7 +20,7 @@ from ._backends import (
     make_backend,
 )
 from ._core import ParkingLot, Reactor, ReactorStats, Task
-from ._errors import BusyResourceError, ClosedResourceError, ReactorClosedError, ReactorError, UnknownTokenError
+from ._errors import BackendUnavailableError, BusyResourceError, ClosedResourceError, ReactorClosedError, ReactorError, UnknownTokenError
 from ._factory import make_reactor
 from ._timers import Timer
 from ._tokens import (
@@ -40,7 +41,7 @@ from ._tokens import (
 
 __all__ = (
     "BACKENDS", "BROKEN", "ERROR", "HANGUP", "PEER_CLOSED", "READABLE", "WRITABLE",
-    "BusyResourceError", "Park", "ParkingLot", "park", "ClosedResourceError", "Readable", "Reactor", "ReactorClosedError", "ReactorError",
+    "BackendUnavailableError", "BusyResourceError", "Park", "ParkingLot", "park", "ClosedResourceError", "Readable", "Reactor", "ReactorClosedError", "ReactorError",
     "ReactorStats", "Sleep", "SleepUntil", "Task", "Timer", "Token", "UnknownTokenError", "Writable",
     "default_backend_name", "first", "make_reactor", "First", "make_backend", "readable", "sleep", "sleep_until", "writable",
 )

@@ -24,8 +24,10 @@ There are two kinds of registration:
 from __future__ import annotations
 
 import errno
+import os
 import select
 import selectors
+import stat
 import sys
 from typing import Protocol
 
@@ -53,6 +55,17 @@ class Backend(Protocol):
 
 
 _ABSENT = (errno.ENOENT, errno.EBADF)
+
+
+def check_pollable(fd: int) -> None:
+    """Raise what ``epoll_ctl`` would for an fd that cannot be waited on, for backends that only
+    find out later (trio, io_uring): ValueError for a negative fd (a closed socket's ``fileno()``),
+    OSError(EBADF) for a closed one, EPERM for a regular file or directory."""
+    if fd < 0:
+        raise ValueError(f"cannot wait on fd {fd} (a closed socket?)")
+    mode = os.fstat(fd).st_mode  # OSError(EBADF) for a closed fd
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        raise PermissionError(errno.EPERM, f"fd {fd} is a regular file or directory: it is always ready, so it cannot be waited on")
 
 
 class EpollBackend:
@@ -177,15 +190,17 @@ class SelectorsBackend:
         self._sel.close()
 
 
-BACKENDS = ("epoll", "selectors", "trio")
+BACKENDS = ("epoll", "selectors", "trio", "io_uring")
 
 
 def default_backend_name() -> str:
     return "epoll" if sys.platform.startswith("linux") and hasattr(select, "epoll") else "selectors"
 
 
-def make_backend(name: str = "auto") -> EpollBackend | SelectorsBackend:
-    """Build a backend by name: ``"auto"`` (epoll on Linux, selectors elsewhere), ``"epoll"``, ``"selectors"``."""
+def make_backend(name: str = "auto") -> Backend:
+    """Build a backend by name: ``"auto"`` (epoll on Linux, selectors elsewhere), ``"epoll"``,
+    ``"selectors"`` or ``"io_uring"`` (Linux 5.11+; `BackendUnavailableError` where the kernel
+    refuses it). ``auto`` never picks io_uring."""
     if name == "auto":
         name = default_backend_name()
     if name == "epoll":
@@ -194,6 +209,11 @@ def make_backend(name: str = "auto") -> EpollBackend | SelectorsBackend:
         return EpollBackend()
     if name == "selectors":
         return SelectorsBackend()
+    if name == "io_uring":
+        # _uring imports this module: it is loaded only when asked for
+        from ._uring import UringBackend
+
+        return UringBackend()
     if name == "trio":
         raise ValueError("the trio backend drives a whole reactor, not a poller: use make_reactor('trio') or TrioReactor")
     raise ValueError(f"unknown reactor backend {name!r}; choose one of {', '.join(BACKENDS)} or 'auto'")

@@ -31,3 +31,11 @@ class UnknownTokenError(ReactorError, TypeError):
 
 class ReactorClosedError(ReactorError):
     """The reactor was closed: no more fds, timers or tasks can be added to it."""
+
+
+class BackendUnavailableError(ReactorError, ValueError):
+    """The backend asked for cannot run here (the kernel lacks it, or forbids it).
+
+    The message names the reason and the fallback (``--backend epoll``). A `ValueError`, like
+    every other "that backend name does not work here" error of `make_backend`.
+    """

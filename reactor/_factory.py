@@ -15,8 +15,10 @@ __all__ = ("make_reactor",)
 
 
 def make_reactor(backend: str = "auto", clock: Callable[[], float] | None = None) -> Reactor:
-    """A reactor for ``backend``: ``"auto"``, ``"epoll"``, ``"selectors"`` or ``"trio"`` (a `TrioReactor`;
-    needs the ``trio`` package). ``clock`` replaces `time.monotonic` as the reactor's clock."""
+    """A reactor for ``backend``: ``"auto"`` (epoll on Linux), ``"epoll"``, ``"selectors"``, ``"io_uring"``
+    (Linux 5.11+; `BackendUnavailableError`, naming the epoll fallback, where the kernel refuses it)
+    or ``"trio"`` (a `TrioReactor`; needs the ``trio`` package). ``clock`` replaces `time.monotonic`
+    as the reactor's clock."""
     if backend == "trio":
         from vanilla_async._optional import require  # (lazy: reactor does not import vanilla_async at load)
 

@@ -38,13 +38,10 @@ the same Python callback — the trio backend is slower than epoll; bench/ measu
 
 from __future__ import annotations
 
-import errno
 import logging
 import math
-import os
 import select
 import signal
-import stat
 import threading
 import time
 from functools import partial
@@ -53,21 +50,13 @@ from typing import Any, Callable
 
 import trio
 
-from ._backends import ERROR, READABLE, WRITABLE
+from ._backends import ERROR, READABLE, WRITABLE, check_pollable
 from ._core import Reactor, Task
 from ._errors import ReactorClosedError
 
 log = logging.getLogger("reactor")
 
 _BITS = (READABLE, WRITABLE)
-
-
-def _check_pollable(fd: int) -> None:
-    if fd < 0:
-        raise ValueError(f"cannot wait on fd {fd} (a closed socket?)")
-    mode = os.fstat(fd).st_mode  # OSError(EBADF) for a closed fd
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
-        raise PermissionError(errno.EPERM, f"fd {fd} is a regular file or directory: it is always ready, so it cannot be waited on")
 
 
 class _Waiter:
@@ -124,7 +113,7 @@ class TrioBackend:
 
     def arm(self, fd: int, mask: int) -> None:
         if fd not in self._oneshot:
-            _check_pollable(fd)  # fail at the yield, as epoll_ctl does, not later in the waiter
+            check_pollable(fd)  # fail at the yield, as epoll_ctl does, not later in the waiter
         self._oneshot[fd] = mask & (READABLE | WRITABLE)
         self._sync(fd)
 

@@ -12,7 +12,7 @@ from .handler import Handler, WorkerStart
 from .limits import Limits
 from .tls import TLSConfig
 
-BACKEND_NAMES = ("auto", "epoll", "selectors", "trio")
+BACKEND_NAMES = ("auto", "epoll", "selectors", "trio", "io_uring")
 #: the environment variable the CLI and `testing.serve` read when no backend is given
 BACKEND_ENV = "VANILLA_ASYNC_BACKEND"
 
