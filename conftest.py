@@ -8,7 +8,7 @@ from vanilla_async._core.config import BACKEND_ENV
 from vanilla_async.pgcluster import TemporaryCluster
 from vanilla_async.testing import TLS_ENV, require_postgres
 
-BACKENDS = ["epoll", "selectors", "trio"]
+BACKENDS = ["epoll", "selectors", "trio", "io_uring"]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -247,7 +247,7 @@ def _run(chunks: Sequence[bytes], limits: Limits, framer: Framer = frame, honour
 
 
 def _run_resuming(chunks: Sequence[bytes], limits: Limits) -> list[Verdict]:
-    """`_run`, buffering and resuming exactly as `Connection.on_readable` / `serve` / `keep_partial` do.
+    """`_run`, buffering and resuming exactly as `Http1.data_received` / `serve` / `keep_partial` do.
 
     Each chunk is served (`frame_cached` at ``pos`` until a `Need`) as the immutable ``bytes`` recv
     returns; a partial request is kept as a ``bytearray`` (from its first byte), grown in place, and

@@ -89,3 +89,32 @@ def test_random_heads_agree(method: bytes, target: bytes, version: bytes, fields
     expected = verdict(frame, raw, 0, limits)
     assert verdict(frame_cached, raw, 0, limits) == expected  # cold (or warmed by an earlier example)
     assert verdict(frame_cached, raw, 0, limits) == expected  # warm
+
+
+def test_the_last_head_shortcut_never_matches_a_longer_or_different_head() -> None:
+    """The last hit is compared in place (startswith + CRLFCRLF right after it): a head it is only a
+    prefix of, or one that differs after it, takes the full path and gets its own verdict."""
+    cache_clear()
+    limits = Limits()
+    base = b"GET / HTTP/1.1\r\nHost: t"
+    for _ in range(2):  # the second time is a hit: now it is the last head
+        req = frame_cached(base + b"\r\n\r\n", 0, limits)
+        assert isinstance(req, Request) and req.header(b"x-b") is None
+    longer = base + b"\r\nX-B: 1\r\n\r\n"
+    req = frame_cached(longer, 0, limits)
+    assert isinstance(req, Request) and req.header(b"x-b") == b"1"
+    with pytest.raises(ProtocolError):
+        frame_cached(base + b"\r\nbad header\r\n\r\n", 0, limits)
+    body = base + b"\r\nContent-Length: 2\r\n\r\nhi"
+    for _ in range(2):
+        req = frame_cached(body, 0, limits)
+        assert isinstance(req, Request) and bytes(req.body) == b"hi"
+    pipelined = (base + b"\r\n\r\n") * 3 + body
+    pos, seen = 0, []
+    while pos < len(pipelined):
+        req = frame_cached(pipelined, pos, limits)
+        assert isinstance(req, Request)
+        seen.append(bytes(req.body))
+        pos = req.end
+    assert seen == [b"", b"", b"", b"hi"]
+    cache_clear()

@@ -312,6 +312,17 @@ class Connection:
             else:
                 self.close()
 
+    def write(self, data: bytes | bytearray | memoryview) -> bool:
+        """Append ``data`` and send what the socket takes now, without resuming any generator (a
+        broadcast writes the same framed bytes to many connections this way). What the socket does
+        not take waits in ``out`` under the usual backpressure: past ``output_high_water`` the
+        producer is held, past ``max_output_buffer`` the connection is closed. False: it is closed."""
+        if self.phase is CLOSED:
+            return False
+        self.out += data
+        self.flush()
+        return self.phase is not CLOSED
+
     def blocked(self) -> None:
         """Output is waiting for the socket: arm EPOLLOUT and the write timeout (transports call this too)."""
         if self.phase is CLOSED:

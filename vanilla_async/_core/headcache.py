@@ -15,10 +15,13 @@ clients, keep-alive browsers fetching the same resource, benchmark tools — and
   decoded every time, and errors close the connection anyway), as offsets relative to the start
   of the head plus the shared lower-cased header copy, never a reference to an old buffer. A
   chunked request's `Need` (with its ``progress``) comes from `frame` untouched; while its body
-  arrives the connection resumes it with `_framer.resume_chunked`, not through this cache;
+  arrives the connection resumes it with `framer.resume_chunked`, not through this cache;
 * a hit re-checks the three limits that depend on sizes (header section, request line, declared
   body), so one cache serves servers with different `Limits`; if any check fails the full framer
   runs and raises the precise error;
+* the last hit's head and verdict are kept aside: when the bytes at ``pos`` start with that head
+  followed by CRLFCRLF (a keep-alive or pipelining client repeating itself), it is compared in
+  place with two ``startswith`` calls instead of searched, sliced and hashed;
 * heads longer than `MAX_KEY` bytes are not cached, and the cache is emptied when it holds
   `MAX_ENTRIES`, so its memory is bounded (about MAX_ENTRIES × 2 × MAX_KEY bytes at worst).
 
@@ -51,31 +54,44 @@ class _Head(NamedTuple):
 
 
 _cache: dict[bytes, _Head] = {}
+_last_key = b""  # the head of the last hit, and its verdict: a client repeats its head (pipelining)
+_last_head: _Head | None = None
 
 
 def frame_cached(buf: bytes, pos: int, limits: Limits) -> Request | Need:
     """`frame`, memoised on the exact bytes of the head (see the module docstring)."""
-    hend = buf.find(b"\r\n\r\n", pos)
-    if hend > pos and hend - pos <= MAX_KEY and buf[pos] != 13:
+    global _last_key, _last_head
+    key = _last_key
+    n = len(key)
+    if n and buf.startswith(key, pos) and buf.startswith(b"\r\n\r\n", pos + n):
+        # The same head as the last hit, compared in place: no search, no slice, no hash. (The first
+        # CRLFCRLF is at pos + n: the key came from such a search, so none starts inside it.)
+        head: _Head | None = _last_head
+        hend = pos + n
+    else:
+        hend = buf.find(b"\r\n\r\n", pos)
+        if hend <= pos or hend - pos > MAX_KEY or buf[pos] == 13:
+            return frame(buf, pos, limits)
         key = buf[pos:hend]
         head = _cache.get(key)
         if head is not None:
-            ts, te, base, lower, head_len, body_len, minor, keep_alive, expect_continue = head  # one unpack
-            if (
-                hend - pos <= limits.max_header_bytes
-                and base <= limits.max_request_line
-                and body_len <= limits.max_body_bytes
-            ):
-                body_start = pos + head_len
-                end = body_start + body_len
-                if len(buf) < end:
-                    return Need(end - pos, expect_continue)
-                return Request(buf, pos, pos + ts, pos + te, pos + base, lower, body_start, end, minor, keep_alive, end)
-        result = frame(buf, pos, limits)
-        if head is None and result.__class__ is Request:
-            _remember(key, result, pos)
-        return result
-    return frame(buf, pos, limits)
+            _last_key, _last_head = key, head
+    if head is not None:
+        ts, te, base, lower, head_len, body_len, minor, keep_alive, expect_continue = head  # one unpack
+        if (
+            hend - pos <= limits.max_header_bytes
+            and base <= limits.max_request_line
+            and body_len <= limits.max_body_bytes
+        ):
+            body_start = pos + head_len
+            end = body_start + body_len
+            if len(buf) < end:
+                return Need(end - pos, expect_continue)
+            return Request(buf, pos, pos + ts, pos + te, pos + base, lower, body_start, end, minor, keep_alive, end)
+    result = frame(buf, pos, limits)
+    if head is None and result.__class__ is Request:
+        _remember(key, result, pos)
+    return result
 
 
 def _remember(key: bytes, req: Request, pos: int) -> None:
@@ -92,4 +108,6 @@ def _remember(key: bytes, req: Request, pos: int) -> None:
 
 def cache_clear() -> None:
     """Forget every remembered head (tests use this to compare cold and warm framing)."""
+    global _last_key, _last_head
     _cache.clear()
+    _last_key, _last_head = b"", None

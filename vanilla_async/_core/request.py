@@ -1,6 +1,6 @@
 """`Request`: a zero-copy view of one framed request.
 
-The framer (`_framer.frame`) builds it from offsets into the immutable ``bytes`` chunk the request
+The framer (`framer.frame`) builds it from offsets into the immutable ``bytes`` chunk the request
 arrived in; nothing is decoded or copied until a property asks. Properties return small ``bytes``
 slices (hashable: usable as dict keys in a router); `body` is a ``memoryview`` into the chunk (or
 into the decoded chunked body). Because the chunk is ``bytes``, the view stays valid for the whole

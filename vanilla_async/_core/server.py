@@ -30,8 +30,9 @@ import ssl
 import threading
 import time
 
-from reactor import default_backend_name
+from reactor import BackendUnavailableError, default_backend_name, make_backend
 
+from ..errors import ConfigError
 from .config import ServerConfig
 from .tls import TLSConfig, build_context, reload_certificates
 from .worker import Worker
@@ -55,6 +56,13 @@ class Server:
         self._stopping = False
         self._grace = config.grace
         self._parent = os.getpid()
+        if config.backend not in ("auto", "trio"):
+            # A backend the kernel refuses (io_uring disabled, too old) fails here, once, with the
+            # fallback named — not as a crash loop of every worker.
+            try:
+                make_backend(config.backend).close()
+            except BackendUnavailableError as exc:
+                raise ConfigError(str(exc)) from exc
         # Built here, before any fork: a bad certificate, key or password fails now with a message
         # that names the file, and every worker inherits the same session-ticket keys (resumption
         # works whichever worker SO_REUSEPORT picks).

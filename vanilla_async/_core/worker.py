@@ -29,6 +29,7 @@ import math
 import os
 import socket
 import ssl
+import threading
 import time
 from functools import partial
 from types import GeneratorType
@@ -40,6 +41,7 @@ from .config import ServerConfig
 from .connection import OPEN, Connection
 from .http1 import Http1
 from .protocol import Protocol
+from .request import Request
 from .tls import DEFAULT_HANDSHAKE_TIMEOUT, TLSConfig, TLSTransport, build_context, reload_certificates
 from .transport import PlainTransport, Transport
 from .response import error_response, refresh_date
@@ -68,6 +70,23 @@ def make_listener(host: str, port: int, backlog: int, reuse_port: bool = True) -
         sock.close()
         raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     return sock
+
+
+_local = threading.local()
+
+
+def current_worker() -> Worker | None:
+    """The worker serving in this thread (set by `Worker.start`), or None outside a server."""
+    worker: Worker | None = getattr(_local, "worker", None)
+    return worker
+
+
+def connection_of(req: Request) -> Connection | None:
+    """The connection answering ``req`` — for toolbox code that writes to a request's client outside
+    its handler's steps (a broadcast's direct path: `Connection.write`). None when it has closed or
+    the request is not being served by a worker in this thread."""
+    worker = current_worker()
+    return worker.conns.get(req.fd) if worker is not None else None
 
 
 class Worker:
@@ -113,6 +132,7 @@ class Worker:
         if self._started:
             return
         self._started = True
+        _local.worker = self
         config = self.config
         self.state = config.make_state() if config.make_state is not None else None
         self.reactor.add_reader(self.listener.fileno(), self._on_accept)
