@@ -304,3 +304,12 @@ def test_testing_call_sends_a_file_returned_by_a_generator_and_closes_it() -> No
         for fd in fds:
             with pytest.raises(OSError):
                 os.fstat(fd)  # closed by call(), as the server closes it
+
+
+def test_head_after_empty_lines_is_still_head(backend: str) -> None:
+    """RFC 9112 §2.2 lets a server skip empty lines before a request line: HEAD is still HEAD."""
+    with serve(lambda req, out: _STATIC.append_to(out), backend=backend) as server:
+        with server.connect() as client:
+            client.send(b"\r\nHEAD / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert client.read_response(b"HEAD").body == b""
+            assert client.read_response(b"GET").body == b"static body\n"

@@ -29,8 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from vanilla_async import Request, ServerConfig, respond
-from vanilla_async._core.tls import TLSConfig
+from vanilla_async import Request, ServerConfig, TLSConfig, respond
 from vanilla_async.routing import Router
 
 __all__ = ["config", "router", "self_signed", "PAGE"]

@@ -296,7 +296,7 @@ class Http1(Protocol):
             except Exception as exc:
                 self.handler_failed(req, exc, mark)
                 return
-            if buf[pos] == _H and req.method == b"HEAD":  # (pos: where this request starts)
+            if buf[req._start] == _H and req.method == b"HEAD":  # (_start: past any empty lines before it)
                 cut_after_head(out, mark)
             pos = req.end
             if result is not None and not self.start(req, result, mark, buf, pos):
