@@ -69,7 +69,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from h2.config import H2Configuration
-from h2.connection import H2Connection
+from h2.connection import ConnectionState, H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated, DataReceived, PingReceived, RemoteSettingsChanged, RequestReceived, StreamEnded,
@@ -78,6 +78,7 @@ from h2.events import (
 from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.exceptions import StreamClosedError
 from h2.settings import SettingCodes, Settings
+from hyperframe.frame import GoAwayFrame
 
 from ..errors import ProtocolError, ShuttingDown
 from ..grammar import TCHAR
@@ -825,6 +826,9 @@ class H2Protocol(Protocol):
             parser.feed(stream.out, stream.pending, stream.file is None)
         except ResponseError as error:
             self._bad_response(stream, error)
+            return
+        if parser.done:
+            stream.finished = True
 
     def _maybe_release(self, stream: Stream) -> None:
         task = stream.task
@@ -898,6 +902,8 @@ class H2Protocol(Protocol):
 
     def _abort(self, code: ErrorCodes | None = None) -> None:
         """A connection error: GOAWAY (h2 prepared it, or ``code``), release every stream, close after sending."""
+        if code is None and self.h2.state_machine.state is not ConnectionState.CLOSED:
+            code = ErrorCodes.PROTOCOL_ERROR  # (h2 prepared no GOAWAY: an invalid preface, say)
         if code is not None:
             try:
                 self.h2.close_connection(error_code=code, last_stream_id=self.last_sid)
@@ -960,10 +966,10 @@ class H2Protocol(Protocol):
     def shutdown(self, now: float, last_call: float) -> None:
         """GOAWAY (NO_ERROR, the last stream we accepted); open streams finish; then close."""
         self.going_away = True
-        try:
-            self.h2.close_connection(error_code=ErrorCodes.NO_ERROR, last_stream_id=self.last_sid)
-        except H2ProtocolError:
-            pass
+        # (h2's close_connection would refuse to send anything after it: a graceful GOAWAY is built by
+        # hand, after what h2 has queued, and the streams it spares go on.)
+        self._send()
+        self.conn.out += GoAwayFrame(0, last_stream_id=self.last_sid, error_code=ErrorCodes.NO_ERROR).serialize()
         for stream in list(self.streams.values()):
             if stream.req is None and not stream.ended:  # never started: refuse it (the client may retry)
                 self._reset(stream.sid, ErrorCodes.REFUSED_STREAM)
