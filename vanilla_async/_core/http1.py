@@ -70,6 +70,7 @@ __all__ = ("H1", "Http1", "RequestTask", "bad_result", "cut_after_head", "is_gen
 
 _INF = float("inf")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_H2_PREFACE_HEAD = b"PRI * HTTP/2.0\r\n\r\n"  # what the framer sees of the HTTP/2 client preface (and rejects: 505)
 _H = 72  # ord("H"): a method starting with it may be HEAD
 _NOT_HEAD = -2  # RequestTask.head: not a HEAD request
 _HEAD_OPEN = -1  # RequestTask.head: a HEAD request whose head is not complete yet
@@ -280,6 +281,9 @@ class Http1(Protocol):
             try:
                 req = frame(buf, pos, limits)
             except ProtocolError as error:
+                if pos == 0 and buf[:18] == _H2_PREFACE_HEAD and conn.written == 0:
+                    self.switch_to_h2(buf)  # h2c with prior knowledge: only ever on this error path
+                    return
                 self.fail(error)
                 return
             except Exception:  # a framer bug must not leave the client hanging (free until raised)
@@ -396,6 +400,14 @@ class Http1(Protocol):
         assert req is not None
         self.file_req = None
         self.next_request(req)
+
+    def switch_to_h2(self, buf: bytes) -> None:
+        """The connection's first bytes are the HTTP/2 client preface: it is `h2.H2Protocol`'s now."""
+        from .h2 import H2Protocol  # (imported on first use: HTTP/1.1-only servers never load h2)
+
+        self.phase = DONE
+        self.inbuf = None
+        self.conn.take_over(H2Protocol(), buf)
 
     def take_over(self, takeover: Takeover, leftover: bytes) -> None:
         """The handler switched protocols (after its ``101``): the connection is ``takeover.protocol``'s."""

@@ -29,6 +29,19 @@ class Limits:
                           the client has read down to half of it.
     ``max_output_buffer`` a streaming connection with more unsent output than this is closed (a slow
                           or stalled reader cannot grow memory without bound).
+
+    HTTP/2 (`h2.H2Protocol`; advertised in our SETTINGS where the protocol has a setting for it):
+
+    ``h2_max_concurrent_streams``  SETTINGS_MAX_CONCURRENT_STREAMS: streams a client may have open.
+    ``h2_max_header_list_size``    SETTINGS_MAX_HEADER_LIST_SIZE: decoded request header list (RFC 9113
+                                   §6.5.2 size) → the connection ends (GOAWAY) beyond it.
+    ``h2_header_table_size``       SETTINGS_HEADER_TABLE_SIZE: the HPACK dynamic table the client may use.
+    ``h2_stream_window``           SETTINGS_INITIAL_WINDOW_SIZE: request body bytes in flight per stream.
+    ``h2_connection_window``       our connection-level receive window (uploads in flight, all streams).
+    ``h2_max_resets``              client RST_STREAMs per second before GOAWAY ENHANCE_YOUR_CALM
+                                   ("rapid reset", CVE-2023-44487).
+    ``h2_max_control_frames``      SETTINGS and PING frames per second before GOAWAY ENHANCE_YOUR_CALM
+                                   (CVE-2019-9512/9515 floods).
     """
 
     max_request_line: int = 8 * 1024
@@ -41,10 +54,18 @@ class Limits:
     request_timeout: float | None = None
     output_high_water: int = 256 * 1024
     max_output_buffer: int = 8 * 1024 * 1024
+    h2_max_concurrent_streams: int = 100
+    h2_max_header_list_size: int = 16 * 1024
+    h2_header_table_size: int = 4096
+    h2_stream_window: int = 256 * 1024
+    h2_connection_window: int = 4 * 1024 * 1024
+    h2_max_resets: int = 200
+    h2_max_control_frames: int = 1000
 
     def __post_init__(self) -> None:
         for name in ("max_request_line", "max_header_bytes", "max_body_bytes", "max_connections", "output_high_water",
-                     "max_output_buffer"):
+                     "max_output_buffer", "h2_max_concurrent_streams", "h2_max_header_list_size", "h2_stream_window",
+                     "h2_connection_window", "h2_max_resets", "h2_max_control_frames"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"Limits.{name} must be a positive int, got {value!r}")
@@ -56,6 +77,11 @@ class Limits:
             not isinstance(self.request_timeout, (int, float)) or not self.request_timeout > 0
         ):
             raise ConfigError(f"Limits.request_timeout must be None or seconds > 0, got {self.request_timeout!r}")
+        if not isinstance(self.h2_header_table_size, int) or not 0 <= self.h2_header_table_size < 1 << 31:
+            raise ConfigError(f"Limits.h2_header_table_size must be an int in [0, 2**31), got {self.h2_header_table_size!r}")
+        for name in ("h2_stream_window", "h2_connection_window"):
+            if getattr(self, name) > (1 << 31) - 1:
+                raise ConfigError(f"Limits.{name} cannot exceed 2**31-1 (RFC 9113 §6.9.1), got {getattr(self, name)!r}")
         if self.output_high_water > self.max_output_buffer:
             raise ConfigError(
                 f"Limits.output_high_water ({self.output_high_water}) cannot exceed max_output_buffer "
