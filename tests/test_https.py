@@ -285,3 +285,54 @@ def test_headless_chromium_receives_sse_over_https(tmp_path: Path) -> None:
     report = state.reports[0]
     assert report["why"] == "done"
     assert report["events"] == [{"type": "message", "id": str(n), "data": f"tick {n}"} for n in (1, 2, 3)]
+
+
+def test_headless_chromium_uses_h2_over_https_and_eight_event_sources_all_tick(tmp_path: Path) -> None:
+    """Over HTTP/1.1 a browser holds at most six connections per origin: the seventh and eighth
+    EventSource would hang. Over TLS with ALPN h2 they share one connection, and all eight tick."""
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing; CI must install it (scripts/system-deps)")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from examples.async_sse.test_async_sse import stop_process_group
+    from examples.http2 import State
+    from examples.http2 import config as h2_config
+
+    with serve(h2_config.with_(tls=_tls())) as server:
+        assert server.worker is not None
+        state: State = server.worker.state
+        log_path = tmp_path / "chromium.log"
+        with open(log_path, "wb") as log:
+            browser = subprocess.Popen(
+                [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--ignore-certificate-errors", f"--user-data-dir={tmp_path / 'profile'}",
+                 f"https://localhost:{server.port}/"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        try:
+            arrived = _wait(lambda: bool(state.reports), timeout=30)
+        finally:
+            stop_process_group(browser)
+        assert arrived, f"no report from the browser within 30 s; chromium said:\n{log_path.read_text()[-3000:]}"
+    report = state.reports[0]
+    assert report["protocol"] == "h2"
+    assert sorted(report["streams"]) == [str(i) for i in range(1, 9)]
+    for i, events in report["streams"].items():
+        assert events[:2] == [f"stream {i} 0", f"stream {i} 1"]
+
+
+def test_curl_and_h2load_speak_http2_over_tls_by_alpn(tmp_path: Path) -> None:
+    _, certfile, keyfile, cafile = _ca_files(tmp_path, "server")
+    with _https_server(certfile, keyfile, workers=1) as proc:
+        port = proc.port()
+        url = f"https://localhost:{port}/api/health"
+        result = subprocess.run([_need("curl"), "-sS", "--http2", "--max-time", "10", "--cacert", cafile, "--resolve",
+                                 f"localhost:{port}:127.0.0.1", "-w", "|%{http_version}", url],
+                                capture_output=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        body, _, version = result.stdout.rpartition(b"|")
+        assert version == b"2" and b'"status"' in body
+        load = subprocess.run([_need("h2load"), "-c", "4", "-m", "8", "-n", "800", f"https://127.0.0.1:{port}/api/health"],
+                              capture_output=True, timeout=60, text=True)
+        assert "800 succeeded" in load.stdout and "Application protocol: h2" in load.stdout, load.stdout + load.stderr
+        assert proc.stop(signal.SIGTERM) == 0

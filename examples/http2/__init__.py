@@ -7,6 +7,8 @@ clients that start with the HTTP/2 preface (h2c with prior knowledge today; ALPN
 
 ``GET /``            the page (eight ``EventSource('/ticks?n=i')``)
 ``GET /ticks?n=I``   an SSE stream: one event per ``INTERVAL`` seconds, tagged with the stream's number
+``POST /report``     the page reports, once every stream ticked twice, the protocol the browser used
+                     (``nextHopProtocol``) and what each stream got (kept in the worker's state)
 
 Run: ``python -m examples.http2 --port 8080``, then
 ``curl --http2-prior-knowledge -N http://127.0.0.1:8080/ticks?n=1``
@@ -15,14 +17,15 @@ Run: ``python -m examples.http2 --port 8080``, then
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Generator
 
 from reactor import sleep
-from vanilla_async import Request, ServerConfig, ShuttingDown, StaticResponse
+from vanilla_async import Request, ServerConfig, ShuttingDown, StaticResponse, respond
 from vanilla_async.sse import encode_event
 
-__all__ = ("INTERVAL", "config", "handler", "ticks")
+__all__ = ("INTERVAL", "State", "config", "handler", "ticks")
 
 INTERVAL = 0.5
 STREAMS = 8
@@ -50,9 +53,26 @@ def ticks(out: bytearray, name: bytes, interval: float = INTERVAL, count: int | 
         out += b"0\r\n\r\n"
 
 
+class State:
+    """Per worker: what browsers reported (``POST /report``, the last 100) — the browser test reads it."""
+
+    def __init__(self) -> None:
+        self.reports: list[Any] = []
+
+
 def handler(req: Request, out: bytearray) -> Generator[Any, Any, None] | None:
     if req.path == b"/":
         PAGE.append_to(out)
+        return None
+    if req.path == b"/report" and req.method == b"POST":
+        try:
+            report = json.loads(bytes(req.body))
+        except ValueError:
+            respond(out, 400, b"the report must be a JSON document\n")
+            return None
+        if isinstance(req.state, State):
+            req.state.reports = [*req.state.reports[-99:], report]
+        respond(out, 204)
         return None
     if req.path == b"/ticks":
         n = req.query.partition(b"n=")[2].partition(b"&")[0] or b"0"
@@ -64,4 +84,4 @@ def handler(req: Request, out: bytearray) -> Generator[Any, Any, None] | None:
     return None
 
 
-config = ServerConfig(handler=handler, port=8080)
+config = ServerConfig(handler=handler, port=8080, make_state=State)

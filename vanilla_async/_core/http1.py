@@ -403,8 +403,13 @@ class Http1(Protocol):
 
     def switch_to_h2(self, buf: bytes) -> None:
         """The connection's first bytes are the HTTP/2 client preface: it is `h2.H2Protocol`'s now."""
-        from .h2 import H2Protocol  # (imported on first use: HTTP/1.1-only servers never load h2)
-
+        try:
+            from .h2 import H2Protocol  # (imported on first use: HTTP/1.1-only servers never load h2)
+        except ImportError as exc:
+            log.error("a client speaks HTTP/2 but the h2 package is missing (%s): pip install 'vanilla-async[http2]'; "
+                      "answering 505", exc)
+            self.fail(ProtocolError(505, "HTTP/2 is not available on this server"), log_it=False)
+            return
         self.phase = DONE
         self.inbuf = None
         self.conn.take_over(H2Protocol(), buf)

@@ -74,6 +74,7 @@ that accept both types may still be offered the old one: restart to change key t
 from __future__ import annotations
 
 import errno
+import importlib.util
 import logging
 import os
 import shutil
@@ -120,7 +121,7 @@ class TLSConfig:
     password: str | None = None
     ca_certs: str | None = None
     cert_reqs: int = ssl.CERT_NONE
-    alpn: tuple[str, ...] = ("http/1.1",)
+    alpn: tuple[str, ...] = ("h2", "http/1.1")
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
 
     def __post_init__(self) -> None:
@@ -220,9 +221,17 @@ def _new_context(tls: TLSConfig) -> ssl.SSLContext:
                         | ssl.OP_SINGLE_ECDH_USE | ssl.OP_IGNORE_UNEXPECTED_EOF)
     context.options &= ~ssl.OP_NO_TICKET
     context.set_ciphers(TLS12_CIPHERS)
-    context.set_alpn_protocols(list(tls.alpn))
+    context.set_alpn_protocols(_available(tls.alpn))
     context.verify_mode = _CERT_REQS[tls.cert_reqs]
     return context
+
+
+def _available(alpn: tuple[str, ...]) -> list[str]:
+    """``alpn`` without ``h2`` when the h2 package is missing (offering it would break HTTP/2 clients)."""
+    if "h2" in alpn and importlib.util.find_spec("h2") is None:
+        log.warning("TLS: not offering ALPN h2: the h2 package is missing (pip install 'vanilla-async[http2]')")
+        return [proto for proto in alpn if proto != "h2"]
+    return list(alpn)
 
 
 def build_context(tls: TLSConfig | ssl.SSLContext) -> ssl.SSLContext:
