@@ -1,7 +1,7 @@
 """reactor: a small per-worker event loop that drives generators yielding tokens.
 
 It knows nothing about HTTP. A generator yields one of six tokens — `readable(fd)`, `writable(fd)`,
-`sleep(s)`, `sleep_until(t)`, `park(lot)` or `first(...)` of several; the `Reactor` parks it and resumes it in the same loop when the fd or timer
+`sleep(s)`, `sleep_until(t)`, `park(lot)`, `ready(value)` or `first(...)` of several; the `Reactor` parks it and resumes it in the same loop when the fd or timer
 fires. Long-lived sockets get plain callbacks instead (`Reactor.add_stream`). Backends: ``epoll``
 (Linux, edge-triggered streams), ``selectors`` (portable, level-triggered) and ``trio`` (the
 same reactor as a trio task: `reactor._trio.TrioReactor`, made by `make_reactor("trio")`).
@@ -26,6 +26,7 @@ from ._tokens import (
     First,
     Park,
     Readable,
+    Ready,
     Sleep,
     SleepUntil,
     Token,
@@ -33,6 +34,7 @@ from ._tokens import (
     first,
     park,
     readable,
+    ready,
     sleep,
     sleep_until,
     writable,
@@ -41,6 +43,6 @@ from ._tokens import (
 __all__ = (
     "BACKENDS", "BROKEN", "ERROR", "HANGUP", "PEER_CLOSED", "READABLE", "WRITABLE",
     "BusyResourceError", "Park", "ParkingLot", "park", "ClosedResourceError", "Readable", "Reactor", "ReactorClosedError", "ReactorError",
-    "ReactorStats", "Sleep", "SleepUntil", "Task", "Timer", "Token", "UnknownTokenError", "Writable",
+    "ReactorStats", "Ready", "ready", "Sleep", "SleepUntil", "Task", "Timer", "Token", "UnknownTokenError", "Writable",
     "default_backend_name", "first", "make_reactor", "First", "make_backend", "readable", "sleep", "sleep_until", "writable",
 )
