@@ -526,7 +526,7 @@ class Reactor:
                 if token.timeout is not None:
                     task._timer = self._timers.add(self.clock() + token.timeout, partial(self._timed_out, task))
             elif kind is Ready:
-                if not task._held:
+                if not _is_held(task):
                     value = token.value
                     continue
                 task._stash = (token.value, None)  # held (its output is backed up): delivered on release
@@ -534,7 +534,7 @@ class Reactor:
                 outcome = self._park_race(task, token.tokens)
                 if outcome is not None:
                     value, exc = outcome
-                    if task._held and exc is None:
+                    if exc is None and _is_held(task):
                         task._stash = (value, None)
                         task.parked()
                         return
@@ -683,6 +683,11 @@ class Reactor:
         self.backend.close()
         self._wake_r.close()
         self._wake_w.close()
+
+
+def _is_held(task: Task) -> bool:
+    """Whether ``task`` is held now (its own step may have held it: backpressure on its output)."""
+    return task._held
 
 
 def _noop_signal_handler(signum: int, frame: FrameType | None) -> None:

@@ -29,6 +29,21 @@ class Limits:
                           the client has read down to half of it.
     ``max_output_buffer`` a streaming connection with more unsent output than this is closed (a slow
                           or stalled reader cannot grow memory without bound).
+
+    WebSocket (after the ``101``; the upgrade request itself is an HTTP request under ``read_timeout``):
+
+    ``ws_max_message``    one message, reassembled and (if compressed) inflated → close **1009**.
+                          Per endpoint: ``websocket.accept(..., max_message=...)``.
+    ``ws_max_frame``      one frame's payload → **1009**, decided from the header before buffering.
+    ``ws_queue_bytes``    received messages waiting for the handler: beyond this many bytes (or
+                          ``ws_queue_messages`` messages) reading stops and TCP pushes back.
+    ``ws_queue_messages`` see ``ws_queue_bytes``.
+    ``ws_ping_interval``  a ping goes out after this long without a byte from the client (``None``:
+                          never). Any inbound byte counts as liveness, so an upload is never pinged.
+    ``ws_ping_timeout``   no byte (a pong or anything) this long after a ping → close **1011**
+                          (``None``: ping, but never close for it).
+    ``ws_close_timeout``  the closing handshake: after our Close, how long the client has to answer
+                          with its own before the TCP connection is closed anyway.
     """
 
     max_request_line: int = 8 * 1024
@@ -41,14 +56,21 @@ class Limits:
     request_timeout: float | None = None
     output_high_water: int = 256 * 1024
     max_output_buffer: int = 8 * 1024 * 1024
+    ws_max_message: int = 1024 * 1024
+    ws_max_frame: int = 1024 * 1024
+    ws_queue_bytes: int = 1024 * 1024
+    ws_queue_messages: int = 64
+    ws_ping_interval: float | None = 20.0
+    ws_ping_timeout: float | None = 20.0
+    ws_close_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         for name in ("max_request_line", "max_header_bytes", "max_body_bytes", "max_connections", "output_high_water",
-                     "max_output_buffer"):
+                     "max_output_buffer", "ws_max_message", "ws_max_frame", "ws_queue_bytes", "ws_queue_messages"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"Limits.{name} must be a positive int, got {value!r}")
-        for name in ("read_timeout", "idle_timeout", "write_timeout"):
+        for name in ("read_timeout", "idle_timeout", "write_timeout", "ws_close_timeout"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ConfigError(f"Limits.{name} must be a number of seconds > 0, got {value!r}")
@@ -56,6 +78,10 @@ class Limits:
             not isinstance(self.request_timeout, (int, float)) or not self.request_timeout > 0
         ):
             raise ConfigError(f"Limits.request_timeout must be None or seconds > 0, got {self.request_timeout!r}")
+        for name in ("ws_ping_interval", "ws_ping_timeout"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0):
+                raise ConfigError(f"Limits.{name} must be None (off) or seconds > 0, got {value!r}")
         if self.output_high_water > self.max_output_buffer:
             raise ConfigError(
                 f"Limits.output_high_water ({self.output_high_water}) cannot exceed max_output_buffer "
