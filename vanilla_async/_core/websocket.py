@@ -223,8 +223,10 @@ class WebSocket(Protocol):
         self.reactor = worker.reactor
         limits = self.limits = worker.limits
         max_message = self.max_message if self.max_message is not None else limits.ws_max_message
-        self.reader = FrameReader(max_frame=min(limits.ws_max_frame, max_message), max_message=max_message,
-                                  deflate=self.params)
+        max_frame = min(limits.ws_max_frame, max_message)
+        if self.params is not None:  # incompressible data grows a little when deflated (stored blocks)
+            max_frame += max_frame // 256 + 1024
+        self.reader = FrameReader(max_frame=max_frame, max_message=max_message, deflate=self.params)
         self.deflater = self.params.deflater() if self.params is not None else None
         self._alive()
         try:
