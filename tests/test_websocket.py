@@ -315,24 +315,24 @@ def test_receive_queue_bound_stops_reading_so_tcp_pushes_back(backend: str) -> N
     with serve(app(slow), backend=backend, limits=limits) as server:
         raw = Raw(server)
         raw.sock.setblocking(False)
-        sent = 0
         payload = frame(0x2, b"x" * 16384)
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:
+        stream = payload * 4000  # 64 MiB on offer: far more than socket buffers hold
+        offset = 0
+        stalls = 0
+        while stalls < 3 and offset < len(stream):
             try:
-                raw.sock.send(payload)
-                sent += 1
+                offset += raw.sock.send(stream[offset:offset + 65536])
+                stalls = 0
             except BlockingIOError:
-                time.sleep(0.05)
-                try:
-                    raw.sock.send(payload)
-                    sent += 1
-                except BlockingIOError:
-                    break
-        assert sent < 2000, "the server kept reading: no pushback"
+                stalls += 1
+                time.sleep(0.1)
+        assert offset < len(stream), "the server kept reading: no pushback"
+        frames = -(-offset // len(payload))  # the last one may be partly sent: finish it
         server.call(lambda: gate.unpark())
-        raw.sock.setblocking(True)
-        assert wait_for(lambda: len(got) >= sent - 1)  # (the last one may be partly sent)
+        raw.sock.settimeout(5)
+        raw.sock.sendall(stream[offset:frames * len(payload)])
+        assert wait_for(lambda: len(got) == frames), (len(got), frames)
+        assert set(got) == {16384}
         raw.close()
 
 
