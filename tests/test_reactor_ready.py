@@ -5,11 +5,22 @@ No HTTP here: the reactor stays HTTP-free. Every backend (trio included: its rea
 
 from __future__ import annotations
 
-from typing import Any, Generator, Iterator
+from collections.abc import Generator, Iterator
+from typing import Any
 
 import pytest
 
-from reactor import BACKENDS, ParkingLot, Reactor, Task, first, make_reactor, park, ready, sleep
+from reactor import (
+    BACKENDS,
+    ParkingLot,
+    Reactor,
+    Task,
+    first,
+    make_reactor,
+    park,
+    ready,
+    sleep,
+)
 
 
 @pytest.fixture(params=BACKENDS)

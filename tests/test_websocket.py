@@ -11,14 +11,24 @@ import os
 import socket
 import struct
 import time
-from typing import Any, Callable, Generator
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from vanilla_async import Limits, ParkingLot, Request, ShuttingDown, first, park, respond, sleep
-from vanilla_async import websocket
+from vanilla_async import (
+    Limits,
+    ParkingLot,
+    Request,
+    ShuttingDown,
+    first,
+    park,
+    respond,
+    sleep,
+    websocket,
+)
 from vanilla_async.testing import TestServer, serve
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
@@ -291,11 +301,11 @@ def test_receive_races_a_parking_lot_and_a_timer(backend: str) -> None:
             assert client.recv(timeout=5) == "tick"  # nothing came for 0.2 s: the timer arm won
             for i in range(20):  # queued while it was busy: each delivered, in order, none lost to the timer
                 client.send(str(i))
-            replies = []
+            replies: list[str] = []
             while len(replies) < 20:
                 reply = client.recv(timeout=5)
                 if reply != "tick":
-                    replies.append(reply)
+                    replies.append(str(reply))
             assert replies == [f"msg:{i}" for i in range(20)]
 
 

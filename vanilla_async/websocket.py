@@ -44,8 +44,8 @@ deflate client one of those); a socket whose compressor keeps its context compre
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
-from typing import Any, Generator
+from collections.abc import Collection, Generator, Iterable, Sequence
+from typing import Any
 
 from ._core.handler import Takeover
 from ._core.request import Request

@@ -28,13 +28,22 @@ import logging
 import re
 import socket
 import time
-from typing import Any, Generator
+from collections.abc import Generator
+from typing import Any
 
 from examples.sse import Hub, Settings, receive
 from reactor import Reactor, Token
-from vanilla_async import Limits, Request, ServerConfig, query_param, respond, writable, websocket
+from vanilla_async import (
+    Limits,
+    Request,
+    ServerConfig,
+    query_param,
+    respond,
+    websocket,
+    writable,
+)
 
-__all__ = ("ChatHub", "PAGE", "config", "handler", "make_config", "member", "send_to_peers")
+__all__ = ("PAGE", "ChatHub", "config", "handler", "make_config", "member", "send_to_peers")
 
 log = logging.getLogger("examples.websocket_chat")
 

@@ -49,14 +49,15 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Generator
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
 
-from reactor import ParkingLot, Token, park, ready
+from reactor import Park, ParkingLot, Ready, park, ready
 
 from ..errors import ShuttingDown, WebSocketError
 from .connection import CLOSED as CLOSED_CONN
 from .connection import OPEN as CONN_OPEN
-from .connection import ConnTask, Connection
+from .connection import Connection, ConnTask
 from .protocol import Protocol
 from .wscodec import (
     OP_BINARY,
@@ -121,9 +122,26 @@ class WebSocket(Protocol):
     """One WebSocket connection: the handle a session receives and sends through."""
 
     __slots__ = (
-        "session", "params", "subprotocol", "max_message", "reactor", "limits", "reader", "deflater", "queue",
-        "queued", "lot", "task", "state", "close_code", "close_reason", "awaiting_pong", "due", "flush_queued",
-        "going_away", "resume_queued",
+        "awaiting_pong",
+        "close_code",
+        "close_reason",
+        "deflater",
+        "due",
+        "flush_queued",
+        "going_away",
+        "limits",
+        "lot",
+        "max_message",
+        "params",
+        "queue",
+        "queued",
+        "reactor",
+        "reader",
+        "resume_queued",
+        "session",
+        "state",
+        "subprotocol",
+        "task",
     )
 
     def __init__(self, session: Session, *, params: DeflateParams | None = None, subprotocol: str | None = None,
@@ -146,7 +164,7 @@ class WebSocket(Protocol):
         self.going_away = False
 
     # -- the session's side -------------------------------------------------------------------------
-    def receive(self) -> Token:
+    def receive(self) -> Ready | Park:
         """Token: the next message (``str`` or ``bytes``), or ``None`` once the client closed."""
         queue = self.queue
         if queue:
