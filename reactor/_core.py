@@ -13,7 +13,7 @@ Two kinds of client use it:
   socket and its client connections get ``callback(mask)`` on every readiness event. This is the
   request hot path, so it costs one dict lookup and one call per event.
 * **tasks**: a `Task` wraps a generator that yields tokens (`readable`, `writable`, `sleep`,
-  `sleep_until`, `park`, `first`: see `_tokens`). `start(task)` runs it until its first `yield`; the token *parks* it — on an fd
+  `sleep_until`, `park`, `ready`, `first`: see `_tokens`). `start(task)` runs it until its first `yield`; the token *parks* it — on an fd
   (`_FdWatch`, at most one reader and one writer per fd, like trio and curio) and/or on a timer —
   and when that fires the task is resumed with the value the token promises — unless the task is
 *held* (`hold`: its consumer is behind), in which case the value waits until `release`. Tokens are dispatched
@@ -46,7 +46,7 @@ from typing import Any, Callable, Generator, NamedTuple
 from ._backends import BROKEN, READABLE, WRITABLE, Backend, make_backend
 from ._errors import BusyResourceError, ClosedResourceError, ReactorClosedError, UnknownTokenError
 from ._timers import Timer, TimerQueue
-from ._tokens import First, Park, Readable, Sleep, SleepUntil, Writable
+from ._tokens import First, Park, Readable, Ready, Sleep, SleepUntil, Writable
 
 log = logging.getLogger("reactor")
 
@@ -160,7 +160,7 @@ def _one(token: Any) -> TaskGenerator:
 class _Race:
     """A task parked on `first(...)`: one arm task per token; the first arm to finish wins."""
 
-    __slots__ = ("reactor", "task", "arms", "over", "setup_error")
+    __slots__ = ("reactor", "task", "arms", "over", "setup_error", "setup_value")
 
     def __init__(self, reactor: Reactor, task: Task) -> None:
         self.reactor = reactor
@@ -168,6 +168,7 @@ class _Race:
         self.arms: list[_RaceArm] = []
         self.over = False
         self.setup_error: BaseException | None = None
+        self.setup_value: tuple[int, Any] | None = None  # an arm that won while the race was being set up
 
     def withdraw(self) -> None:
         self.over = True
@@ -176,6 +177,10 @@ class _Race:
 
     def won(self, index: int, value: Any) -> None:
         if self.over:
+            return
+        if self.task._race is not self:  # still being set up (a `ready` arm): `_park_race` resumes it
+            self.setup_value = (index, value)
+            self.over = True
             return
         self.withdraw()
         task = self.task
@@ -520,9 +525,19 @@ class Reactor:
                 task._lot = token.lot
                 if token.timeout is not None:
                     task._timer = self._timers.add(self.clock() + token.timeout, partial(self._timed_out, task))
+            elif kind is Ready:
+                if not _is_held(task):
+                    value = token.value
+                    continue
+                task._stash = (token.value, None)  # held (its output is backed up): delivered on release
             elif kind is First:
-                exc = self._park_race(task, token.tokens)
-                if exc is not None:
+                outcome = self._park_race(task, token.tokens)
+                if outcome is not None:
+                    value, exc = outcome
+                    if exc is None and _is_held(task):
+                        task._stash = (value, None)
+                        task.parked()
+                        return
                     continue
             else:
                 exc = UnknownTokenError(
@@ -533,15 +548,20 @@ class Reactor:
             task.parked()
             return
 
-    def _park_race(self, task: Task, tokens: tuple[Any, ...]) -> BaseException | None:
+    def _park_race(self, task: Task, tokens: tuple[Any, ...]) -> tuple[Any, BaseException | None] | None:
+        """Park ``task`` on every token; None when it waits. An arm that ends during set-up (a
+        ``ready`` arm, or one that cannot even park: busy or closed fd) ends the race at once:
+        ``(value, None)`` or ``(None, error)`` for the task to go on with."""
         race = _Race(self, task)
         for index, token in enumerate(tokens):
             arm = _RaceArm(race, index, token)
             race.arms.append(arm)
             self.start(arm)
-            if race.over:  # an arm could not even park (busy or closed fd): nothing is waited on
+            if race.over:
                 race.withdraw()
-                return race.setup_error
+                if race.setup_error is not None:
+                    return None, race.setup_error
+                return race.setup_value, None
         task._race = race
         return None
 
@@ -663,6 +683,11 @@ class Reactor:
         self.backend.close()
         self._wake_r.close()
         self._wake_w.close()
+
+
+def _is_held(task: Task) -> bool:
+    """Whether ``task`` is held now (its own step may have held it: backpressure on its output)."""
+    return task._held
 
 
 def _noop_signal_handler(signum: int, frame: FrameType | None) -> None:

@@ -23,9 +23,9 @@ class ClosedResourceError(ReactorError):
 class UnknownTokenError(ReactorError, TypeError):
     """A generator yielded something that is not a reactor token.
 
-    Yield only the values returned by the six token makers — `readable`, `writable`, `sleep`,
-    `sleep_until`, `park` or `first` — (or `yield from` a helper that does). The error is thrown back into the generator at the `yield`,
-    so its traceback points at the offending line.
+    Yield only the values returned by the seven token makers — `readable`, `writable`, `sleep`,
+    `sleep_until`, `park`, `ready` or `first` — (or `yield from` a helper that does). The error is
+    thrown back into the generator at the `yield`, so its traceback points at the offending line.
     """
 
 

@@ -14,6 +14,11 @@ What the `yield` evaluates to when the generator is resumed:
 ``sleep_until(t)``     ``None`` once the reactor clock (`time.monotonic`) reaches ``t``.
 ``park(lot, t)``       the value given to ``lot.unpark(value)`` (default ``True``); ``False`` on timeout.
 ``first(a, b, ...)``   ``(index, value)`` of the token that fired first; the others are withdrawn.
+``ready(value)``       ``value``, at once: the task is not parked (nor its ``parked`` hook called)
+                       unless it is held, and then ``value`` is delivered on release. Inside
+                       ``first(...)`` a ready arm wins at once (the first ready one, in order).
+                       This is how a queue answers "the next item" when one is already there:
+                       ``yield ws.receive()`` gives ``ready(msg)`` or ``park(lot)``.
 =====================  ========================================================================
 
 If the fd cannot be watched at all (closed, a regular file, busy) the error is *thrown into the
@@ -65,13 +70,19 @@ class Park(NamedTuple):
     timeout: float | None = None
 
 
+class Ready(NamedTuple):
+    """Resume at once with ``value`` (something the task waits for is already there)."""
+
+    value: Any = None
+
+
 class First(NamedTuple):
     """Wait for whichever of ``tokens`` fires first; the yield gives ``(index, value)``."""
 
-    tokens: tuple[Readable | Writable | Sleep | SleepUntil | Park, ...]
+    tokens: tuple[Readable | Writable | Sleep | SleepUntil | Park | Ready, ...]
 
 
-Token = Union[Readable, Writable, Sleep, SleepUntil, Park, First]
+Token = Union[Readable, Writable, Sleep, SleepUntil, Park, Ready, First]
 
 
 def _fileno(fd: FdLike) -> int:
@@ -118,11 +129,16 @@ def park(lot: Any, timeout: float | None = None) -> Park:
     return Park(lot, _check_timeout(timeout))
 
 
-def first(*tokens: Readable | Writable | Sleep | SleepUntil | Park) -> First:
+def ready(value: Any = None) -> Ready:
+    """Token: resume at once with ``value`` (e.g. a queue that already holds the next item)."""
+    return Ready(value)
+
+
+def first(*tokens: Readable | Writable | Sleep | SleepUntil | Park | Ready) -> First:
     """Token: race several tokens, e.g. ``i, ready = yield first(readable(fd), sleep(5))``."""
     if not tokens:
         raise ValueError("first() needs at least one token")
     for token in tokens:
-        if type(token) not in (Readable, Writable, Sleep, SleepUntil, Park):
-            raise TypeError(f"first() races readable/writable/sleep/sleep_until/park tokens, got {token!r}")
+        if type(token) not in (Readable, Writable, Sleep, SleepUntil, Park, Ready):
+            raise TypeError(f"first() races readable/writable/sleep/sleep_until/park/ready tokens, got {token!r}")
     return First(tuple(tokens))

@@ -7,12 +7,12 @@ worker's event loop. The layers and the life of a request are drawn in docs/arch
 This facade exports what a user's program needs: the configuration (`ServerConfig`, `Limits`,
 `TLSConfig`),
 `Server`, the request view and response helpers, the handler types (`Handler`, `HandlerGen`,
-`FileBody`, `Takeover`), the reactor tokens a handler yields (`Token` and its six makers: `readable`,
-`writable`, `sleep`, `sleep_until`, `park`, `first`) and the error hierarchy. The engine itself
+`FileBody`, `Takeover`), the reactor tokens a handler yields (`Token` and its seven makers:
+`readable`, `writable`, `sleep`, `sleep_until`, `park`, `ready`, `first`) and the error hierarchy. The engine itself
 (workers, connections, the framer) lives in the private ``vanilla_async._core``.
 """
 
-from reactor import ParkingLot, Token, first, park, readable, sleep, sleep_until, writable
+from reactor import ParkingLot, Token, first, park, readable, ready, sleep, sleep_until, writable
 
 from ._core.config import ServerConfig
 from ._core.handler import FileBody, Handler, HandlerGen, Takeover
@@ -26,6 +26,6 @@ from .errors import ConfigError, HandlerError, ProtocolError, ResponseError, Shu
 __all__ = (
     "ConfigError", "FileBody", "Handler", "HandlerError", "HandlerGen", "Limits", "ParkingLot", "ProtocolError",
     "Request", "ResponseError", "Server", "ServerConfig", "ShuttingDown", "StaticResponse", "TLSConfig", "Takeover", "Token", "VanillaError",
-    "date_header", "error_response", "first", "header_line", "park", "query_param", "readable", "respond", "sleep",
+    "date_header", "error_response", "first", "header_line", "park", "query_param", "readable", "ready", "respond", "sleep",
     "sleep_until", "status_line", "writable",
 )

@@ -42,6 +42,21 @@ class Limits:
                                    ("rapid reset", CVE-2023-44487).
     ``h2_max_control_frames``      SETTINGS and PING frames per second before GOAWAY ENHANCE_YOUR_CALM
                                    (CVE-2019-9512/9515 floods).
+
+    WebSocket (after the ``101``; the upgrade request itself is an HTTP request under ``read_timeout``):
+
+    ``ws_max_message``    one message, reassembled and (if compressed) inflated → close **1009**.
+                          Per endpoint: ``websocket.accept(..., max_message=...)``.
+    ``ws_max_frame``      one frame's payload → **1009**, decided from the header before buffering.
+    ``ws_queue_bytes``    received messages waiting for the handler: beyond this many bytes (or
+                          ``ws_queue_messages`` messages) reading stops and TCP pushes back.
+    ``ws_queue_messages`` see ``ws_queue_bytes``.
+    ``ws_ping_interval``  a ping goes out after this long without a byte from the client (``None``:
+                          never). Any inbound byte counts as liveness, so an upload is never pinged.
+    ``ws_ping_timeout``   no byte (a pong or anything) this long after a ping → close **1011**
+                          (``None``: ping, but never close for it).
+    ``ws_close_timeout``  the closing handshake: after our Close, how long the client has to answer
+                          with its own before the TCP connection is closed anyway.
     """
 
     max_request_line: int = 8 * 1024
@@ -61,15 +76,23 @@ class Limits:
     h2_connection_window: int = 4 * 1024 * 1024
     h2_max_resets: int = 200
     h2_max_control_frames: int = 1000
+    ws_max_message: int = 1024 * 1024
+    ws_max_frame: int = 1024 * 1024
+    ws_queue_bytes: int = 1024 * 1024
+    ws_queue_messages: int = 64
+    ws_ping_interval: float | None = 20.0
+    ws_ping_timeout: float | None = 20.0
+    ws_close_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         for name in ("max_request_line", "max_header_bytes", "max_body_bytes", "max_connections", "output_high_water",
                      "max_output_buffer", "h2_max_concurrent_streams", "h2_max_header_list_size", "h2_stream_window",
-                     "h2_connection_window", "h2_max_resets", "h2_max_control_frames"):
+                     "h2_connection_window", "h2_max_resets", "h2_max_control_frames", "ws_max_message", "ws_max_frame",
+                     "ws_queue_bytes", "ws_queue_messages"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"Limits.{name} must be a positive int, got {value!r}")
-        for name in ("read_timeout", "idle_timeout", "write_timeout"):
+        for name in ("read_timeout", "idle_timeout", "write_timeout", "ws_close_timeout"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ConfigError(f"Limits.{name} must be a number of seconds > 0, got {value!r}")
@@ -82,6 +105,10 @@ class Limits:
         for name in ("h2_stream_window", "h2_connection_window"):
             if getattr(self, name) > (1 << 31) - 1:
                 raise ConfigError(f"Limits.{name} cannot exceed 2**31-1 (RFC 9113 §6.9.1), got {getattr(self, name)!r}")
+        for name in ("ws_ping_interval", "ws_ping_timeout"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0):
+                raise ConfigError(f"Limits.{name} must be None (off) or seconds > 0, got {value!r}")
         if self.output_high_water > self.max_output_buffer:
             raise ConfigError(
                 f"Limits.output_high_water ({self.output_high_water}) cannot exceed max_output_buffer "

@@ -408,7 +408,8 @@ class Accept:
 
 @dataclass(frozen=True, slots=True)
 class Reject:
-    """The upgrade is refused: answer ``status`` (with ``headers``) and a text body of ``reason``."""
+    """The upgrade is refused: answer ``status`` (with ``headers``) and a text body of ``reason``.
+    The response is a plain HTTP one and the connection stays HTTP (keep-alive)."""
 
     status: int
     reason: str
@@ -420,7 +421,6 @@ class Reject:
         head.extend(name + b": " + value for name, value in self.headers)
         head.append(b"Content-Type: text/plain; charset=utf-8")
         head.append(b"Content-Length: %d" % len(body))
-        head.append(b"Connection: close")
         return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
