@@ -428,7 +428,10 @@ class Hub:
         if ring < 1 or queue_limit < 1 or not heartbeat > 0 or not retry_delay > 0:
             raise ValueError("ring and queue_limit must be >= 1, heartbeat and retry_delay > 0")
         self.bus = bus
-        self.ring = ring  #: messages each channel keeps in memory for replay
+        retained = bus.retain
+        #: messages each channel keeps in memory for replay (never more than the bus retains: a reconnect
+        #: must get the same answer on every host)
+        self.ring = min(ring, retained) if retained is not None else ring
         self.heartbeat = heartbeat  #: seconds between heartbeat comments on a stream
         self.queue_limit = queue_limit  #: messages a queue subscriber may fall behind before it is dropped
         self.retry_delay = retry_delay  #: pause before a failed replay is tried again
@@ -460,6 +463,8 @@ class Hub:
 class Bus(Protocol):
     """What a `Hub` needs from a bus (see the three below)."""
 
+    retain: int | None  #: the most messages per channel the bus keeps for replay (None: no count limit)
+
     def publish(self, hub: Hub, name: str, data: str, event: str | None) -> Generator[Token, Any, int]: ...
 
     def replay(self, hub: Hub, name: str, since: int) -> Generator[Token, Any, Backlog]: ...
@@ -482,6 +487,8 @@ def _ring_or_reset(channel: Channel, since: int, head: int) -> Backlog:
 
 class WorkerBus:
     """Channels within one worker: publish assigns the next id and delivers at once (no I/O)."""
+
+    retain: int | None = None  # (the hub's ring is the retention)
 
     def publish(self, hub: Hub, name: str, data: str, event: str | None) -> Generator[Token, Any, int]:
         yield from ()  # a generator, like every bus's publish
@@ -534,6 +541,7 @@ class HostBus:
     """
 
     RECV_BATCH = 64  #: datagrams read per wake-up before the subscribers get to run
+    retain: int | None = None  # (each worker's ring is the retention)
 
     def __init__(self, rendezvous: str | None = None, *, max_message: int = 64 * 1024, send_timeout: float = 1.0) -> None:
         if not 0 < max_message <= 128 * 1024:
@@ -748,8 +756,8 @@ class PostgresBus:
             f" ON CONFLICT (channel) DO UPDATE SET last = h.last + 1 RETURNING last),"
             f" ins AS (INSERT INTO {logt} (channel, id, event, data) SELECT $1::text, last, $3::text, $2::text FROM h"
             f" RETURNING id),"
-            f" m AS (SELECT id, json_build_array($1::text, id, $3::text, $2::text)::text AS full FROM ins)"
-            f" SELECT id, pg_notify('{prefix}', CASE WHEN octet_length(full) <= {self.NOTIFY_LIMIT} THEN full"
+            f" m AS (SELECT id, json_build_array($1::text, id, $3::text, $2::text)::text AS payload FROM ins)"
+            f" SELECT id, pg_notify('{prefix}', CASE WHEN octet_length(payload) <= {self.NOTIFY_LIMIT} THEN payload"
             f" ELSE json_build_array($1::text, id)::text END) FROM m"
         )
         conditions: list[str] = []
