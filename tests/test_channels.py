@@ -288,7 +288,9 @@ def test_the_fast_path_resumes_no_generator_per_subscriber() -> None:
 
     def handler(req: Request, out: bytearray) -> Any:
         result = base.handler(req, out)
-        return counting(result) if req.path == b"/events" and result is not None else result
+        if req.path == b"/events" and isinstance(result, Generator):
+            return counting(result)
+        return result
 
     cfg: ServerConfig = base.with_(handler=handler)
     with serve(cfg) as server:
