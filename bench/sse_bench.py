@@ -12,7 +12,16 @@ every subscriber): ours is ``examples.sse``; the peer is sse-starlette on uvicor
    Reported: p50/p99 over every (subscriber, broadcast) pair and the mean time until *all* N
    subscribers had a message.
 
-    python3 bench/sse_bench.py [--streams 10000] [--broadcasts 20]
+The **floor** (``bare``): a minimal epoll server in this file (``--bare-server PORT``) that answers
+``GET /events`` with a head and, on ``POST /broadcast``, ``send``\ s the same framed event to every
+stream in a plain loop — no framework, no generators: what the fan-out cannot beat. Ours should
+have every subscriber served within 1.5x of its time, measured in the same run.
+
+**Cross-host** (``pg-cross``, needs PostgreSQL's server programs): two instances of
+``examples.sse --bus postgres`` on one temporary cluster, ``--cross-streams`` subscribers on B,
+broadcasts posted to A: the latency through NOTIFY.
+
+    python3 bench/sse_bench.py [--streams 10000] [--broadcasts 20] [--only bare,ours,pg-cross,sse-starlette]
 """
 
 from __future__ import annotations
@@ -62,15 +71,68 @@ def rss_kib(pid: int) -> int:
     return total
 
 
-def start(name: str, port: int) -> subprocess.Popen[bytes]:
-    if name == "ours":
+def bare_server(port: int) -> None:
+    """The floor: accept, answer GET /events with a head, POST /broadcast with a loop of sends."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    listener = socket.create_server(("127.0.0.1", port), backlog=4096)
+    listener.setblocking(False)
+    ep = select.epoll()
+    ep.register(listener.fileno(), select.EPOLLIN)
+    conns: dict[int, socket.socket] = {}
+    streams: list[socket.socket] = []
+    head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    while True:
+        for fd, _ in ep.poll():
+            if fd == listener.fileno():
+                while True:
+                    try:
+                        sock, _ = listener.accept()
+                    except BlockingIOError:
+                        break
+                    sock.setblocking(False)
+                    conns[sock.fileno()] = sock
+                    ep.register(sock.fileno(), select.EPOLLIN)
+                continue
+            sock = conns[fd]
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                continue
+            if not data:
+                ep.unregister(fd)
+                conns.pop(fd).close()
+                if sock in streams:
+                    streams.remove(sock)
+                continue
+            if data.startswith(b"GET /events"):
+                sock.send(head)
+                streams.append(sock)
+            elif data.startswith(b"POST /broadcast"):
+                body = data.partition(b"\r\n\r\n")[2]
+                event = b"id: 1\ndata: " + body + b"\n\n"
+                framed = b"%x\r\n%s\r\n" % (len(event), event)
+                for stream in streams:  # the loop being measured
+                    try:
+                        stream.send(framed)
+                    except OSError:
+                        pass
+                sock.send(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+
+
+def start(name: str, port: int, env_extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    if name == "bare":
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--bare-server", str(port)]
+        cwd = ROOT
+    elif name in ("ours", "pg-a", "pg-b"):
         cmd = [sys.executable, "-m", "examples.sse", "--port", str(port), "--workers", "1", "--log-level", "WARNING"]
         cwd = ROOT
     else:
         cmd = [str(BENCH / ".venv/bin/python"), "-m", "uvicorn", "sse_starlette_app:app", "--port", str(port),
                "--workers", "1", "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
         cwd = BENCH / "peers"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
     proc = subprocess.Popen(["taskset", "-c", "0", *cmd], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
@@ -148,7 +210,42 @@ def broadcast_round(port: int, socks: list[socket.socket], tag: bytes) -> tuple[
     return arrivals, everyone
 
 
+def cross_host(streams: int, rounds: int) -> dict[str, float]:
+    """Publish on instance A, receive on instance B's ``streams`` subscribers, through PostgreSQL."""
+    from vanilla_async.pgcluster import TemporaryCluster
+
+    with TemporaryCluster() as cluster:
+        env = {"DATABASE_URL": cluster.dsn, "SSE_BUS": "postgres"}
+        a, b = start("pg-a", 18390, env), start("pg-b", 18391, env)
+        try:
+            time.sleep(1.0)  # both receivers LISTENing
+            socks = subscribe(18391, streams)
+            time.sleep(0.5)
+            samples: list[float] = []
+            alls: list[float] = []
+            for k in range(rounds):
+                lat, everyone = broadcast_round(18390, socks, b"x-%06d" % k)
+                samples += lat
+                alls.append(everyone)
+            for s in socks:
+                s.close()
+        finally:
+            for proc in (a, b):
+                proc.terminate()
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    samples.sort()
+    result = {"streams": streams, "rss_per_stream_kib": 0.0, "p50_ms": samples[len(samples) // 2] * 1e3,
+              "p99_ms": samples[int(len(samples) * 0.99) - 1] * 1e3, "all_ms": statistics.mean(alls) * 1e3}
+    log.info("pg-cross: %s", {k: round(v, 2) for k, v in result.items()})
+    return result
+
+
 def run(name: str, port: int, streams: int, rounds: int) -> dict[str, float]:
+    if name == "pg-cross":
+        return cross_host(streams, rounds)
     proc = start(name, port)
     try:
         time.sleep(0.5)
@@ -186,16 +283,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", type=int, default=10_000)
     parser.add_argument("--broadcasts", type=int, default=20)
-    parser.add_argument("--only", default="ours,sse-starlette")
+    parser.add_argument("--only", default="bare,ours,pg-cross,sse-starlette")
+    parser.add_argument("--cross-streams", type=int, default=1000)
+    parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(BENCH / "results" / "SSE.md"))
     args = parser.parse_args()
+    if args.bare_server:
+        bare_server(args.bare_server)
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     os.sched_setaffinity(0, {1})
     results = {}
     for i, name in enumerate(args.only.split(",")):
-        results[name] = run(name, 18300 + i, args.streams, args.broadcasts)
+        streams = args.cross_streams if name == "pg-cross" else args.streams
+        results[name] = run(name, 18300 + i, streams, args.broadcasts)
     lines = [
         f"# SSE fan-out, {args.streams:,} streams on one worker ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
         f"Server on CPU 0, client on CPU 1; {args.broadcasts} broadcasts, one at a time. Latency = from just before",
@@ -205,6 +308,9 @@ def main() -> None:
     for name, r in results.items():
         lines.append(f"| {name} | {int(r['streams']):,} | {r['rss_per_stream_kib']:.1f} KiB | {r['p50_ms']:.1f} ms | "
                      f"{r['p99_ms']:.1f} ms | {r['all_ms']:.1f} ms |")
+    if "ours" in results and "bare" in results:
+        ratio = results["ours"]["all_ms"] / results["bare"]["all_ms"]
+        lines += ["", f"Until all had it, ours ÷ the bare send loop: {ratio:.2f} (target <= 1.5)."]
     if "ours" in results and "sse-starlette" in results:
         o, p = results["ours"], results["sse-starlette"]
         lines += ["", f"p99 latency ours ÷ sse-starlette: {o['p99_ms'] / p['p99_ms']:.2f}; RSS per stream ours ÷ "
