@@ -100,7 +100,7 @@ import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Generator, Protocol
 
 from reactor import ParkingLot, Reactor, Token, park, readable, sleep, writable
 
@@ -225,11 +225,24 @@ class Channel:
         self._queued: dict[Subscription, None] = {}  # queue mode (and streams catching up)
         self._direct: dict[Subscription, Connection] = {}  # caught-up chunked streams: the fast path
         self._direct_raw: dict[Subscription, Connection] = {}  # caught-up HTTP/1.0 streams
+        self._listeners: list[Callable[[Message], object]] = []  # `listen` callbacks
         self.delivered = 0  #: messages delivered in this worker
         self.direct_writes = 0  #: `Connection.write` calls of the fast path
 
     def __len__(self) -> int:
-        return len(self._queued) + len(self._direct) + len(self._direct_raw)
+        return len(self._queued) + len(self._direct) + len(self._direct_raw) + len(self._listeners)
+
+    def listen(self, callback: Callable[[Message], object]) -> Callable[[], None]:
+        """Call ``callback(message)`` for every message delivered here, in id order, on the worker's
+        loop — a fan-out of one's own (e.g. `vanilla_async.websocket.broadcast` to a room's sockets:
+        framed once). It must not block. Returns the function that stops it."""
+        self._listeners.append(callback)
+
+        def stop() -> None:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+        return stop
 
     # -- publishing --------------------------------------------------------------------------------
     def publish(self, data: str, *, event: str | None = None) -> Generator[Token, Any, int]:
@@ -392,6 +405,11 @@ class Channel:
             for sub, conn in list(self._direct_raw.items()):
                 if not conn.write(encoded):
                     self._direct_raw.pop(sub, None)
+        for callback in list(self._listeners):
+            try:
+                callback(message)
+            except Exception:
+                log.exception("channel %r: a listener raised on message %d; it stays registered", self.name, message.id)
         if self._queued:
             limit = self.hub.queue_limit
             for sub in list(self._queued):

@@ -10,40 +10,31 @@ Run: ``python -m examples.websocket_chat --port 8080 --workers 4 [--backend trio
 
 Theory of operation
 -------------------
-Workers share nothing, so a message crosses processes the way `examples.sse` does it, and this
-example reuses its machinery: each worker binds an ``AF_UNIX``/``SOCK_DGRAM`` socket in a per-server
-rendezvous directory (`examples.sse.Hub`), a clientless task reads datagrams (`examples.sse.receive`)
-and hands each to `ChatHub.publish`. A member's message is sent as one datagram ``room\\n text`` to
-every worker's socket, its own included (`send_to_peers`, which waits out a full peer queue with
-``yield writable(sock)``). A worker fans a datagram out to its local members of that room with
-`vanilla_async.websocket.broadcast`: framed once, and compressed once for every member that
-negotiated deflate (``server_no_context_takeover`` is on, so one compressed frame fits them all).
-A slow member is the connection's business: backpressure, then ``max_output_buffer`` closes it.
+Workers share nothing, so a room is a `vanilla_async.channels` channel on the host bus
+(`HostBus`: unix datagram sockets between the workers, ids from a counter file), one per room name.
+A member's text is published to its room's channel (``yield from channel.publish(...)``); every
+worker's receiver delivers it, in id order, to the channel's listener in that worker, which fans it
+out to the worker's local members of the room with `vanilla_async.websocket.broadcast`: framed once,
+and compressed once for every member that negotiated deflate (``server_no_context_takeover`` is on,
+so one compressed frame fits them all). The first member of a room in a worker registers the
+listener (`Channel.listen`), the last one to leave removes it. A slow member is the connection's
+business: backpressure, then ``max_output_buffer`` closes it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
-import socket
-import time
 from collections.abc import Generator
-from typing import Any
+from typing import Any, Callable
 
-from examples.sse import Hub, Settings, receive
 from reactor import Reactor, Token
-from vanilla_async import (
-    Limits,
-    Request,
-    ServerConfig,
-    query_param,
-    respond,
-    websocket,
-    writable,
-)
+from vanilla_async import Limits, Request, ServerConfig, query_param, respond, websocket
+from vanilla_async.channels import ChannelUnavailable, HostBus, Hub, Message
 
-__all__ = ("PAGE", "ChatHub", "config", "handler", "make_config", "member", "send_to_peers")
+__all__ = ("PAGE", "Rooms", "config", "handler", "make_config", "member")
 
 log = logging.getLogger("examples.websocket_chat")
 
@@ -52,59 +43,37 @@ _ROOM = re.compile(rb"[A-Za-z0-9_-]{1,64}")
 DEFLATE = websocket.DeflateOptions(server_no_context_takeover=True)
 
 
-class ChatHub(Hub):
-    """A worker's rooms (``req.state``): room name → its local members."""
+class Rooms:
+    """A worker's rooms (``req.state``): the channels hub, and room name → its local members."""
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
+    def __init__(self, rendezvous: str | None = None) -> None:
+        self.hub = Hub(HostBus(rendezvous, max_message=MAX_MESSAGE + 256))
         self.rooms: dict[str, set[websocket.WebSocket]] = {}
+        self._stops: dict[str, Callable[[], None]] = {}
+        self.pid = os.getpid()
 
-    def publish(self, message: bytes) -> None:
-        """A datagram from some worker: send it to this worker's members of its room."""
-        self.delivered += 1
-        room, _, text = message.partition(b"\n")
-        members = self.rooms.get(room.decode("ascii", "replace"))
-        if members:
-            payload = json.dumps({"room": room.decode("ascii"), "text": text.decode("utf-8")})
-            websocket.broadcast(members, payload)
+    def join(self, room: str, ws: websocket.WebSocket) -> None:
+        members = self.rooms.setdefault(room, set())
+        if not members:  # the room's first member here: fan its channel out to this worker's members
+            self._stops[room] = self.hub.channel(room).listen(
+                lambda message: websocket.broadcast(self.rooms.get(room, ()), message.data))
+        members.add(ws)
 
-    def wake(self) -> None:
-        """(sse's receiver calls this after a batch: nothing to wake here, broadcast already sent)"""
-
-
-def send_to_peers(hub: ChatHub, datagram: bytes) -> Generator[Token, Any, int]:
-    """Send ``datagram`` to every worker (this one too); how many took it."""
-    notified = 0
-    for path in hub.peers():
-        sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        try:
-            sender.setblocking(False)
-            sender.connect(path)
-            deadline = time.monotonic() + hub.settings.send_timeout
-            while True:
-                try:
-                    sender.send(datagram)
-                    notified += 1
-                    break
-                except BlockingIOError:  # the peer's queue is full: wait for room
-                    left = deadline - time.monotonic()
-                    if not (left > 0 and (yield writable(sender, timeout=left))):
-                        log.warning("chat: %s did not take a message in time", path)
-                        break
-        except (ConnectionRefusedError, FileNotFoundError):
-            hub.forget_if_dead(path)
-        except OSError as exc:
-            log.warning("chat: could not send to %s: %s", path, exc)
-        finally:
-            sender.close()
-    return notified
+    def leave(self, room: str, ws: websocket.WebSocket) -> None:
+        members = self.rooms.get(room)
+        if members is None:
+            return
+        members.discard(ws)
+        if not members:
+            del self.rooms[room]
+            self._stops.pop(room)()
 
 
-def member(ws: websocket.WebSocket, hub: ChatHub, room: str) -> websocket.SessionGen:
+def member(ws: websocket.WebSocket, rooms: Rooms, room: str) -> websocket.SessionGen:
     """One member of ``room``: what it says goes to the room on every worker."""
-    members = hub.rooms.setdefault(room, set())
-    members.add(ws)
-    ws.send(json.dumps({"room": room, "worker_pid": hub.pid}))  # hello: which worker serves it
+    rooms.join(room, ws)
+    ws.send(json.dumps({"room": room, "worker_pid": rooms.pid}))  # hello: which worker serves it
+    channel = rooms.hub.channel(room)
     try:
         while True:
             msg = yield ws.receive()
@@ -113,11 +82,14 @@ def member(ws: websocket.WebSocket, hub: ChatHub, room: str) -> websocket.Sessio
             if isinstance(msg, bytes):
                 ws.close(1003, "text messages only")
                 return
-            yield from send_to_peers(hub, room.encode("ascii") + b"\n" + msg.encode("utf-8"))
+            try:
+                yield from channel.publish(json.dumps({"room": room, "text": msg}))
+            except ChannelUnavailable as exc:
+                log.warning("chat: room %s: %s", room, exc)
+                ws.close(1013, "try again later")
+                return
     finally:
-        members.discard(ws)
-        if not members:
-            hub.rooms.pop(room, None)
+        rooms.leave(room, ws)
 
 
 PAGE = b"""<!doctype html><meta charset="utf-8"><title>vanilla_async chat</title>
@@ -146,13 +118,13 @@ document.getElementById("f").onsubmit = (e) => {
 
 
 def handler(req: Request, out: bytearray) -> Any:
-    hub: ChatHub = req.state
+    rooms: Rooms = req.state
     if req.path == b"/ws":
         room = query_param(req.query, b"room")
         if room is None or not _ROOM.fullmatch(room):
             respond(out, 400, b"join with /ws?room=NAME (1-64 of A-Za-z0-9_-)\n")
             return None
-        return websocket.accept(req, out, lambda ws: member(ws, hub, room.decode("ascii")), deflate=DEFLATE,
+        return websocket.accept(req, out, lambda ws: member(ws, rooms, room.decode("ascii")), deflate=DEFLATE,
                                 max_message=MAX_MESSAGE)
     if req.path == b"/" and req.method == b"GET":
         respond(out, 200, PAGE, content_type=b"text/html; charset=utf-8")
@@ -161,18 +133,20 @@ def handler(req: Request, out: bytearray) -> Any:
     return None
 
 
-def on_worker_start(hub: ChatHub, reactor: Reactor) -> list[Generator[Token, Any, None]]:
-    log.info("chat: worker pid %d receives room messages on %s", hub.pid, hub.path)
-    return [receive(hub)]
+def on_worker_start(rooms: Rooms, reactor: Reactor) -> list[Generator[Token, Any, None]]:
+    log.info("chat: worker pid %d serves rooms over the host bus", rooms.pid)
+    return rooms.hub.tasks(reactor)
 
 
-def make_config(settings: Settings | None = None, **fields: Any) -> ServerConfig:
-    def make_state() -> ChatHub:
-        return ChatHub(settings or Settings.from_env())
+def make_config(rendezvous: str | None = None, **fields: Any) -> ServerConfig:
+    """``rendezvous``: the host bus's directory (default: one per server; ``$CHAT_RENDEZVOUS``)."""
+    def make_state() -> Rooms:
+        return Rooms(rendezvous or os.environ.get("CHAT_RENDEZVOUS") or None)
 
     fields.setdefault("limits", Limits(max_connections=50_000))
     fields.setdefault("port", 8080)
-    return ServerConfig(handler=handler, make_state=make_state, on_worker_start=on_worker_start, **fields)
+    return ServerConfig(handler=handler, make_state=make_state, on_worker_start=on_worker_start,
+                        on_worker_stop=lambda rooms: rooms.hub.close(), **fields)
 
 
 config = make_config()

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from examples.sse import Settings
 from examples.websocket_chat import make_config
 from vanilla_async.testing import ServerProcess, serve
 
@@ -51,7 +50,7 @@ def test_a_message_reaches_every_member_on_two_workers() -> None:
 
 def test_in_process_room_rules() -> None:
     with tempfile.TemporaryDirectory() as rendezvous:
-        with serve(make_config(Settings(rendezvous=rendezvous))) as server:
+        with serve(make_config(rendezvous)) as server:
             assert server.request(b"GET /ws?room=no%20spaces HTTP/1.1\r\nHost: t\r\n\r\n").status == 400
             assert b"new WebSocket" in server.request(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").body
             with connect(f"ws://127.0.0.1:{server.port}/ws?room=r1") as ws:
