@@ -336,3 +336,21 @@ def test_curl_and_h2load_speak_http2_over_tls_by_alpn(tmp_path: Path) -> None:
                               capture_output=True, timeout=60, text=True)
         assert "800 succeeded" in load.stdout and "Application protocol: h2" in load.stdout, load.stdout + load.stderr
         assert proc.stop(signal.SIGTERM) == 0
+
+
+def test_websocket_over_tls_with_the_websockets_client(backend: str) -> None:
+    """wss://: the WebSocket protocol takes over a TLS connection like a cleartext one."""
+    from websockets.sync.client import connect
+
+    from examples.websocket_echo import config as echo_config
+
+    with serve(echo_config.with_(tls=test_ca().server_config()), backend=backend) as server:
+        with connect(f"wss://localhost:{server.port}/ws", ssl=test_ca().client_context(),
+                     compression="deflate") as ws:
+            for size in (0, 125, 126, 65_536, 1 << 20):
+                text = "é" * (size // 2)
+                ws.send(text)
+                assert ws.recv(timeout=10) == text
+            ws.send(b"\x00\xff" * 1000)
+            assert ws.recv(timeout=10) == b"\x00\xff" * 1000
+        assert ws.close_code == 1000
