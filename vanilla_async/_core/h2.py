@@ -84,7 +84,7 @@ from ..errors import ProtocolError, ShuttingDown
 from ..grammar import TCHAR
 from .connection import OPEN as CONN_OPEN
 from .connection import ConnTask, Connection
-from .framer import frame
+from .headcache import frame_cached as frame
 from .handler import FileBody, Takeover
 from .http1 import bad_result, is_generator
 from .protocol import Protocol
