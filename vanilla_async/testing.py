@@ -60,8 +60,8 @@ from ._core.tls import TLSConfig
 from ._core.worker import Worker
 from .errors import HandlerError
 
-__all__ = ("Client", "DEFAULT_TIMEOUT", "Response", "ServerProcess", "TLS_ENV", "TestCA", "TestServer", "call", "iter_splits",
-           "make_request", "require_postgres", "serve", "test_ca")
+__all__ = ("Browser", "CHROMIUM", "Client", "DEFAULT_TIMEOUT", "Response", "ServerProcess", "TLS_ENV", "TestCA", "TestServer", "call", "iter_splits",
+           "make_request", "require_postgres", "serve", "test_ca", "wait_until")
 
 log = logging.getLogger("vanilla_async.testing")
 
@@ -548,6 +548,85 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = DEFAULT_TIMEOUT, step: float = 0.01) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds passed; its last verdict."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return bool(predicate())
+        time.sleep(step)
+    return True
+
+
+#: where the tests look for a headless browser (Debian's chromium; scripts/system-deps installs it)
+CHROMIUM = "/usr/bin/chromium"
+
+
+class Browser:
+    """Headless Chromium opening ``url`` (as the project's probe starts it: no sandbox, no GPU, no
+    background networking, a fresh profile in ``profile_dir``), in its own process group so that
+    leaving the block stops it and every helper process it spawned. ``insecure`` accepts any
+    certificate (a test CA's). ``log()`` is what it printed, for a failure message.
+
+        with Browser(server.url + "/", tmp_path) as browser:
+            assert wait_until(lambda: bool(state.reports), 20), browser.log()
+
+    Without the browser the test is skipped — or fails under ``CI=true``, where it must be there.
+    """
+
+    def __init__(self, url: str, profile_dir: str | os.PathLike[str], *, insecure: bool = False) -> None:
+        if not os.path.exists(CHROMIUM):
+            import pytest
+
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"{CHROMIUM} is missing; CI installs it (scripts/system-deps)")
+            pytest.skip(f"{CHROMIUM} is not installed (apt-get install -y chromium)")
+        self.log_path = os.path.join(profile_dir, "chromium.log")
+        args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                f"--user-data-dir={os.path.join(profile_dir, 'profile')}"]
+        if insecure:
+            args.append("--ignore-certificate-errors")
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen([*args, url], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                            start_new_session=True)
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return "chromium said:\n" + f.read()[-3000:]
+
+    def stop(self) -> None:
+        """Terminate the browser's process group (SIGTERM, then SIGKILL), bounded."""
+        pgid = self.process.pid
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                continue
+            if wait_until(lambda: not _group_alive(pgid), 5):
+                break
+        if self.process.poll() is None:
+            self.process.wait(5)
+
+    def __enter__(self) -> Browser:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def require_postgres() -> None:
