@@ -42,8 +42,8 @@ class Limits:
     ``max_worker_requests``  after about this many requests a worker process is replaced gracefully
                           (uvicorn's ``--limit-max-requests``, for leaky applications): the supervisor
                           starts its replacement, then the old worker stops accepting and drains.
-                          Counted at the deadline sweep (a few times a second), so it overshoots by
-                          what one worker serves in up to a second.
+                          Counted four times a second, so it overshoots by what one worker serves
+                          in a quarter of a second.
     """
 
     max_request_line: int = 8 * 1024

@@ -26,8 +26,8 @@ closing a worker's copy at shutdown does not close the socket.
 
 Optional limits (`Limits`), each costing nothing when off: ``max_in_flight`` wraps the handler
 (`limit_in_flight`: one compare per request, one counted ``yield from`` per generator);
-``max_worker_requests`` is checked at the sweep, from the per-connection counts ``Http1.served``
-(no per-request cost beyond that counter): past it the worker asks its supervisor for a
+``max_worker_requests`` is checked every `RETIRE_CHECK` seconds, from the per-connection counts
+``Http1.served`` (no per-request cost beyond that counter; O(connections) per check): past it the worker asks its supervisor for a
 replacement (SIGUSR2, repeated each sweep until answered, since signals of one kind coalesce), and
 the supervisor sends SIGTERM once the replacement listens.
 """
@@ -62,6 +62,7 @@ from .response import error_response, refresh_date, respond
 log = logging.getLogger("vanilla_async")
 
 ACCEPT_BATCH = 64
+RETIRE_CHECK = 0.25  # seconds between two counts of the requests served, with Limits.max_worker_requests
 LAST_CALL = 0.5  # seconds a recently active idle connection may still send one request once shutdown began
 _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _OVERLOADED = error_response(503, "server at its connection limit; retry later")
@@ -186,6 +187,8 @@ class Worker:
         limits = self.limits
         self._sweep_every = max(0.05, min(1.0, min(limits.read_timeout, limits.idle_timeout, limits.write_timeout) / 4))
         self._timers.append(self.reactor.call_later(self._sweep_every, self._sweep))
+        if limits.max_worker_requests is not None:
+            self._timers.append(self.reactor.call_later(RETIRE_CHECK, self._check_retirement))
         if config.on_worker_start is not None:
             started = config.on_worker_start(self.state, self.reactor)
             gens = [started] if isinstance(started, GeneratorType) else list(started or ())
@@ -375,8 +378,6 @@ class Worker:
         now = self.reactor.now = self.reactor.clock()
         for conn in [c for c in self.conns.values() if c.deadline <= now]:
             conn.expire(now)
-        if self.limits.max_worker_requests is not None and not self.stopping:
-            self._check_retirement(self.limits.max_worker_requests)
         self._timers = [t for t in self._timers if t.active]
         self._timers.append(self.reactor.call_later(self._sweep_every, self._sweep))
 
@@ -385,7 +386,13 @@ class Worker:
         """Requests this worker has framed so far (counted only with ``Limits.max_worker_requests``)."""
         return self.served_closed + sum(getattr(conn.proto, "served", 0) for conn in self.conns.values())
 
-    def _check_retirement(self, limit: int) -> None:
+    def _check_retirement(self) -> None:
+        """Every `RETIRE_CHECK` s with ``Limits.max_worker_requests``: past it, ask for a replacement."""
+        limit = self.limits.max_worker_requests
+        if self.stopping or limit is None:
+            return
+        self._timers = [t for t in self._timers if t.active]
+        self._timers.append(self.reactor.call_later(RETIRE_CHECK, self._check_retirement))
         if not self.retiring and self.requests_served() < limit:
             return
         if not self.retiring:
