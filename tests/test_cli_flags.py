@@ -14,8 +14,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -151,7 +152,7 @@ def test_inherited_socket_systemd_activation_and_fd(procs: list[ServerProcess], 
 def test_fd_that_is_not_a_listening_socket_is_refused(app_dir: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "vanilla_async", "cf_app:config", "--fd", "0"], cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": f"{app_dir}{os.pathsep}{ROOT}"},
-                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 2 and "--fd 0" in result.stderr
 
 
@@ -285,7 +286,7 @@ def test_header_is_added_to_every_response(procs: list[ServerProcess], app_dir: 
 def test_bad_header_is_refused(app_dir: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "vanilla_async", "cf_app:config", "--header", "Bad Name: x"],
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": f"{app_dir}{os.pathsep}{ROOT}"},
-                            capture_output=True, text=True, timeout=30)
+                            capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 2 and "invalid header name" in result.stderr
 
 
@@ -299,7 +300,7 @@ def test_factory(procs: list[ServerProcess], app_dir: Path) -> None:
 
 def test_version() -> None:
     result = subprocess.run([sys.executable, "-m", "vanilla_async", "--version"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=30)
+                            capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 0 and re.match(r"vanilla-async \S+ \(CPython ", result.stdout)
 
 

@@ -50,7 +50,8 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from ._core.config import BACKEND_ENV, BACKEND_NAMES, ServerConfig
 from ._core.handler import FileBody, Handler
@@ -97,7 +98,7 @@ def _mode(text: str) -> int:
     return value
 
 
-def _positive(kind: type[int] | type[float]) -> Callable[[str], Any]:
+def _positive(kind: type[int | float]) -> Callable[[str], Any]:
     def parse(text: str) -> int | float:
         try:
             value = kind(text)
@@ -274,7 +275,7 @@ def _common_line(req: Request, status: int, size: int, seconds: float) -> str:
 def _json_line(req: Request, status: int, size: int, seconds: float) -> str:
     peer = req.peer()
     return json.dumps({
-        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+        "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
         "client": f"{peer[0]}:{peer[1]}" if peer else None, "method": req.method.decode("latin-1"),
         "target": req.target.decode("latin-1"), "version": f"1.{req.minor}", "status": status or None,
         "bytes": size, "duration_ms": round(seconds * 1000, 3)})
