@@ -34,6 +34,12 @@ class ServerConfig:
     ``grace``: seconds in-flight and parked requests get to finish on SIGTERM/SIGINT.
     ``tls``: serve HTTPS: a `TLSConfig` (certificate, key, client certificates, ALPN) or a ready
         server ``ssl.SSLContext``; ``None`` serves cleartext HTTP.
+    ``uds``: listen on this unix socket path instead of host:port (nginx's usual upstream); the
+        supervisor binds it once and every worker shares it. A stale socket file left by a crash is
+        replaced; one a live server answers on is an error. The file is removed at exit.
+    ``uds_mode``: its permission bits (default ``0o666``, as uvicorn; ``0o660`` limits it to the group).
+    ``fd``: serve on this already listening socket, inherited from the parent (systemd socket
+        activation, a reloader); ``host``, ``port`` and ``uds`` are then ignored.
     """
 
     handler: Handler
@@ -48,6 +54,9 @@ class ServerConfig:
     grace: float = 10.0
     backlog: int = 1024
     tls: TLSConfig | ssl.SSLContext | None = None
+    uds: str | None = None
+    uds_mode: int = 0o666
+    fd: int | None = None
 
     def __post_init__(self) -> None:
         if not callable(self.handler):
@@ -64,6 +73,13 @@ class ServerConfig:
             raise ConfigError(f"ServerConfig.grace must be >= 0 seconds, got {self.grace!r}")
         if self.tls is not None and not isinstance(self.tls, (TLSConfig, ssl.SSLContext)):
             raise ConfigError(f"ServerConfig.tls must be a TLSConfig, an ssl.SSLContext or None, got {self.tls!r}")
+
+        if self.uds is not None and (not isinstance(self.uds, str) or not self.uds):
+            raise ConfigError(f"ServerConfig.uds must be a unix socket path or None, got {self.uds!r}")
+        if not isinstance(self.uds_mode, int) or not 0 <= self.uds_mode <= 0o777:
+            raise ConfigError(f"ServerConfig.uds_mode must be permission bits in 0..0o777 (e.g. 0o660), got {self.uds_mode!r}")
+        if self.fd is not None and (not isinstance(self.fd, int) or isinstance(self.fd, bool) or self.fd < 0):
+            raise ConfigError(f"ServerConfig.fd must be an open file descriptor number or None, got {self.fd!r}")
 
     def with_(self, **changes: Any) -> ServerConfig:
         """A copy with some fields changed (validated again)."""

@@ -21,7 +21,15 @@ it answers by appending to ``conn.out``. Its own state is named by ``phase`` (an
 ``DONE``       no more requests: the connection drains and closes, or another protocol took over.
 
 ``final`` (orthogonal) says that the request in progress is the last one (``Connection: close``,
-HTTP/1.0 without keep-alive, or shutdown): once it is answered the protocol is ``DONE``.
+HTTP/1.0 without keep-alive, shutdown, or ``Limits.max_requests_per_connection`` reached): once it
+is answered the protocol is ``DONE``.
+
+**Requests per connection.** ``served`` counts the requests framed on the connection (the worker
+sums them for ``Limits.max_worker_requests``). The request that reaches ``cap``
+(``max_requests_per_connection``; 0 when off, which ``served`` never equals) is the last: its
+response gets ``Connection: close`` inserted after its status line (`insert_close`; a generator's
+steps are relayed until one writes its head) and the connection closes once it is out. Per request
+this costs one increment and one compare, limit on or off.
 
 **Serving.** Every complete request in a chunk is framed (`headcache.frame_cached`) and handed to
 the handler in order; the only costs a request that never yields pays beyond that are the ``is not
@@ -66,7 +74,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vanilla_async")
 
-__all__ = ("H1", "Http1", "RequestTask", "bad_result", "cut_after_head", "is_generator")
+__all__ = ("H1", "Http1", "RequestTask", "bad_result", "cut_after_head", "insert_close", "is_generator")
 
 _INF = float("inf")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -123,6 +131,52 @@ def cut_after_head(out: bytearray, start: int) -> int:
     return end
 
 
+_CLOSE = b"Connection: close\r\n"
+
+
+def insert_close(out: bytearray, start: int) -> bool:
+    """Insert ``Connection: close`` into the response head that starts at ``out[start]``, after its
+    status line (interim 1xx heads are skipped). False when no final head starts there yet.
+    A head that already has a Connection field is left as it is."""
+    while out.startswith(b"HTTP/1.", start):
+        line_end = out.find(b"\r\n", start)
+        head_end = out.find(b"\r\n\r\n", start)
+        if line_end < 0 or head_end < 0:
+            return False
+        if out[start + 9:start + 10] == b"1":  # 1xx: the final head follows it
+            start = head_end + 4
+            continue
+        if b"\r\nconnection:" not in bytes(out[line_end:head_end + 2]).lower():
+            out[line_end + 2:line_end + 2] = _CLOSE
+        return True
+    return False
+
+
+def _closing(gen: Any, out: bytearray) -> Any:
+    """Drive a generator handler exactly as ``yield from gen`` would, inserting ``Connection: close``
+    into the head the first of its steps that writes one writes (the last request on a connection)."""
+    pending = True
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        start = len(out)
+        try:
+            token = gen.send(value) if error is None else gen.throw(error)
+        except StopIteration as stop:
+            if pending:
+                insert_close(out, start)
+            return stop.value
+        if pending:
+            pending = not insert_close(out, start)
+        try:
+            value, error = (yield token), None
+        except GeneratorExit:
+            gen.close()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - delivered into gen, which decides
+            value, error = None, exc
+
+
 class RequestTask(ConnTask):
     """A parked generator handler and the request it answers."""
 
@@ -177,7 +231,7 @@ class RequestTask(ConnTask):
 class Http1(Protocol):
     __slots__ = (
         "worker", "reactor", "limits", "handler", "state", "out", "phase", "final", "inbuf", "need", "progress",
-        "read_since", "continue_sent", "task", "file_req",
+        "read_since", "continue_sent", "task", "file_req", "served", "cap",
     )
 
     def connection_made(self, conn: Connection) -> None:
@@ -198,6 +252,8 @@ class Http1(Protocol):
         self.continue_sent = False
         self.task: RequestTask | None = None
         self.file_req: Request | None = None  # the request whose FileBody is being sent
+        self.served = 0  # requests framed on this connection
+        self.cap = worker.limits.max_requests_per_connection or 0  # the last one's number (0: no limit)
 
     # -- input --------------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -275,41 +331,49 @@ class Http1(Protocol):
         state = self.state
         fd = conn.fd
         out = self.out
+        cap = self.cap
         pos = 0
         end = len(buf)
-        while True:
-            try:
-                req = frame(buf, pos, limits)
-            except ProtocolError as error:
-                if pos == 0 and buf[:18] == _H2_PREFACE_HEAD and conn.written == 0:
-                    self.switch_to_h2(buf)  # h2c with prior knowledge: only ever on this error path
+        served = self.served
+        try:
+            while True:
+                try:
+                    req = frame(buf, pos, limits)
+                except ProtocolError as error:
+                    if pos == 0 and buf[:18] == _H2_PREFACE_HEAD and conn.written == 0:
+                        self.switch_to_h2(buf)  # h2c with prior knowledge: only ever on this error path
+                        return
+                    self.fail(error)
                     return
-                self.fail(error)
-                return
-            except Exception:  # a framer bug must not leave the client hanging (free until raised)
-                self._framer_crashed()
-                return
-            if req.__class__ is not Request:
-                self.keep_partial(buf, pos, req)  # type: ignore[arg-type]
-                break
-            req.fd = fd
-            req.state = state
-            mark = len(out)
-            try:
-                result = handler(req, out)
-            except Exception as exc:
-                self.handler_failed(req, exc, mark)
-                return
-            if buf[req._start] == _H and req.method == b"HEAD":  # (_start: past any empty lines before it)
-                cut_after_head(out, mark)
-            pos = req.end
-            if result is not None and not self.start(req, result, mark, buf, pos):
-                return
-            if not req.keep_alive or self.final:
-                self.final = True
-                break
-            if pos >= end:
-                break
+                except Exception:  # a framer bug must not leave the client hanging (free until raised)
+                    self._framer_crashed()
+                    return
+                if req.__class__ is not Request:
+                    self.keep_partial(buf, pos, req)  # type: ignore[arg-type]
+                    break
+                req.fd = fd
+                req.state = state
+                mark = len(out)
+                try:
+                    result = handler(req, out)
+                except Exception as exc:
+                    self.handler_failed(req, exc, mark)
+                    return
+                if buf[req._start] == _H and req.method == b"HEAD":  # (_start: past any empty lines before it)
+                    cut_after_head(out, mark)
+                served += 1
+                if served == cap:  # Limits.max_requests_per_connection reached: this is the last one
+                    result = self.last_request(out, mark, result)
+                pos = req.end
+                if result is not None and not self.start(req, result, mark, buf, pos):
+                    return
+                if not req.keep_alive or self.final:
+                    self.final = True
+                    break
+                if pos >= end:
+                    break
+        finally:
+            self.served = served  # (a local in the loop: one attribute store per batch, not per request)
         if self.inbuf is None:
             if self.final:
                 self.phase = DONE
@@ -333,6 +397,16 @@ class Http1(Protocol):
             if sent:
                 del out[:sent]
         conn.flush()
+
+    def last_request(self, out: bytearray, mark: int, result: Any) -> Any:
+        """The connection's last request (``max_requests_per_connection``): its response says
+        ``Connection: close``; the connection closes once it is out."""
+        self.final = True
+        if result is None or result.__class__ is FileBody:
+            insert_close(out, mark)
+        elif is_generator(result):
+            return _closing(result, out)
+        return result  # (a Takeover: the connection is another protocol's now)
 
     def start(self, req: Request, result: Any, mark: int, buf: bytes, pos: int) -> bool:
         """The handler returned something. True: its response is complete, keep serving ``buf``."""

@@ -30,6 +30,21 @@ class Limits:
     ``max_output_buffer`` a streaming connection with more unsent output than this is closed (a slow
                           or stalled reader cannot grow memory without bound).
 
+    Off unless set (``None``):
+
+    ``max_requests_per_connection``  after this many requests on one connection the last response
+                          carries ``Connection: close`` and the connection closes once it is out (the
+                          client reconnects: spreads long-lived clients over workers and lets them go
+                          through a load balancer again).
+    ``max_in_flight``     requests being handled or parked at once in one worker (uvicorn's
+                          ``--limit-concurrency``); one more is answered **503** with ``Retry-After: 1``
+                          at once, and its connection stays open.
+    ``max_worker_requests``  after about this many requests a worker process is replaced gracefully
+                          (uvicorn's ``--limit-max-requests``, for leaky applications): the supervisor
+                          starts its replacement, then the old worker stops accepting and drains.
+                          Counted four times a second, so it overshoots by what one worker serves
+                          in a quarter of a second.
+
     HTTP/2 (`h2.H2Protocol`; advertised in our SETTINGS where the protocol has a setting for it):
 
     ``h2_max_concurrent_streams``  SETTINGS_MAX_CONCURRENT_STREAMS: streams a client may have open.
@@ -83,6 +98,9 @@ class Limits:
     ws_ping_interval: float | None = 20.0
     ws_ping_timeout: float | None = 20.0
     ws_close_timeout: float = 5.0
+    max_requests_per_connection: int | None = None
+    max_in_flight: int | None = None
+    max_worker_requests: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_request_line", "max_header_bytes", "max_body_bytes", "max_connections", "output_high_water",
@@ -96,6 +114,10 @@ class Limits:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ConfigError(f"Limits.{name} must be a number of seconds > 0, got {value!r}")
+        for name in ("max_requests_per_connection", "max_in_flight", "max_worker_requests"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+                raise ConfigError(f"Limits.{name} must be None (off) or a positive int, got {value!r}")
         if self.request_timeout is not None and (
             not isinstance(self.request_timeout, (int, float)) or not self.request_timeout > 0
         ):

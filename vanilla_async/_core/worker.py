@@ -19,6 +19,17 @@ at once; idle keep-alive connections close; connections with a request in progre
 parked, or still sending) are marked ``closing`` and close as soon as their response is out.
 When none is left — or when the grace period ends and the rest are closed — clientless tasks are
 cancelled, the timers stop and `run()` returns. `leaks()` then reports anything left behind.
+
+Listeners the supervisor shares (a unix socket, an inherited fd: see `server`) are the same
+socket in every worker: each worker watches it and one wins each accept (the others see EAGAIN);
+closing a worker's copy at shutdown does not close the socket.
+
+Optional limits (`Limits`), each costing nothing when off: ``max_in_flight`` wraps the handler
+(`limit_in_flight`: one compare per request, one counted ``yield from`` per generator);
+``max_worker_requests`` is checked every `RETIRE_CHECK` seconds, from the per-connection counts
+``Http1.served`` (no per-request cost beyond that counter; O(connections) per check): past it the worker asks its supervisor for a
+replacement (SIGUSR2, repeated each sweep until answered, since signals of one kind coalesce), and
+the supervisor sends SIGTERM once the replacement listens.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import errno
 import logging
 import math
 import os
+import signal
 import socket
 import ssl
 import threading
@@ -39,19 +51,48 @@ from reactor import Reactor, Task, Timer, make_reactor
 
 from .config import ServerConfig
 from .connection import OPEN, Connection
-from .http1 import Http1
+from .handler import Handler
+from .http1 import Http1, is_generator
 from .protocol import Protocol
 from .request import Request
 from .tls import DEFAULT_HANDSHAKE_TIMEOUT, TLSConfig, TLSTransport, build_context, reload_certificates
 from .transport import PlainTransport, Transport
-from .response import error_response, refresh_date
+from .response import error_response, refresh_date, respond
 
 log = logging.getLogger("vanilla_async")
 
 ACCEPT_BATCH = 64
+RETIRE_CHECK = 0.25  # seconds between two counts of the requests served, with Limits.max_worker_requests
 LAST_CALL = 0.5  # seconds a recently active idle connection may still send one request once shutdown began
 _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _OVERLOADED = error_response(503, "server at its connection limit; retry later")
+_BUSY_HEADERS = ((b"Retry-After", b"1"),)
+
+
+def limit_in_flight(handler: Handler, limit: int) -> Handler:
+    """``handler`` answering **503** (``Retry-After: 1``, connection kept) while ``limit`` requests
+    are in flight: being handled (a sync handler runs alone, so that is one) or parked (a generator
+    is counted from its start until it ends, however it ends). One wrapper per worker."""
+    parked = 0
+
+    def counted(gen: Any) -> Any:
+        nonlocal parked
+        parked += 1
+        try:
+            return (yield from gen)
+        finally:
+            parked -= 1
+
+    def limited(req: Request, out: bytearray) -> Any:
+        if parked >= limit:  # this request would be number parked + 1
+            respond(out, 503, b"server at its concurrency limit; retry later\n", headers=_BUSY_HEADERS)
+            return None
+        result = handler(req, out)
+        if result is not None and is_generator(result):
+            return counted(result)
+        return result
+
+    return limited
 
 
 def make_listener(host: str, port: int, backlog: int, reuse_port: bool = True) -> socket.socket:
@@ -101,9 +142,15 @@ class Worker:
         self.index = index
         self.limits = config.limits
         self.handler = config.handler
+        if self.limits.max_in_flight is not None:
+            self.handler = limit_in_flight(config.handler, self.limits.max_in_flight)
         self.reactor = reactor if reactor is not None else make_reactor(config.backend)
         self.listener = listener if listener is not None else make_listener(config.host, config.port, config.backlog)
-        self.port: int = self.listener.getsockname()[1]
+        address = self.listener.getsockname()
+        self.port: int = address[1] if isinstance(address, tuple) else 0  # (0: a unix socket)
+        #: requests served on connections already closed (kept only with ``Limits.max_worker_requests``)
+        self.served_closed = 0
+        self.retiring = False  # past max_worker_requests: waiting for the supervisor's SIGTERM
         self.conns: dict[int, Connection] = {}
         #: how each accepted socket is wrapped, and what protocol it starts with
         self.transport: Callable[[socket.socket, Callable[[], None]], Transport] = PlainTransport
@@ -140,6 +187,8 @@ class Worker:
         limits = self.limits
         self._sweep_every = max(0.05, min(1.0, min(limits.read_timeout, limits.idle_timeout, limits.write_timeout) / 4))
         self._timers.append(self.reactor.call_later(self._sweep_every, self._sweep))
+        if limits.max_worker_requests is not None:
+            self._timers.append(self.reactor.call_later(RETIRE_CHECK, self._check_retirement))
         if config.on_worker_start is not None:
             started = config.on_worker_start(self.state, self.reactor)
             gens = [started] if isinstance(started, GeneratorType) else list(started or ())
@@ -309,6 +358,8 @@ class Worker:
 
     def connection_closed(self, conn: Connection) -> None:
         self.conns.pop(conn.fd, None)
+        if self.limits.max_worker_requests is not None:
+            self.served_closed += getattr(conn.proto, "served", 0)
         if self.stopping:
             self._maybe_done()
 
@@ -329,6 +380,31 @@ class Worker:
             conn.expire(now)
         self._timers = [t for t in self._timers if t.active]
         self._timers.append(self.reactor.call_later(self._sweep_every, self._sweep))
+
+
+    def requests_served(self) -> int:
+        """Requests this worker has framed so far (counted only with ``Limits.max_worker_requests``)."""
+        return self.served_closed + sum(getattr(conn.proto, "served", 0) for conn in self.conns.values())
+
+    def _check_retirement(self) -> None:
+        """Every `RETIRE_CHECK` s with ``Limits.max_worker_requests``: past it, ask for a replacement."""
+        limit = self.limits.max_worker_requests
+        if self.stopping or limit is None:
+            return
+        self._timers = [t for t in self._timers if t.active]
+        self._timers.append(self.reactor.call_later(RETIRE_CHECK, self._check_retirement))
+        if not self.retiring and self.requests_served() < limit:
+            return
+        if not self.retiring:
+            self.retiring = True
+            log.info("worker %d served %d requests (max_worker_requests=%d): asking for a replacement",
+                     self.index, self.requests_served(), limit)
+        if self.parent_pid is None:
+            return  # no supervisor (a worker in a thread): nothing replaces it, it keeps serving
+        try:
+            os.kill(self.parent_pid, signal.SIGUSR2)  # (again each sweep until SIGTERM comes: signals coalesce)
+        except ProcessLookupError:
+            pass
 
 
 def _tls_transport(context: ssl.SSLContext, sock: socket.socket, on_blocked: Callable[[], None]) -> Transport:
