@@ -13,7 +13,7 @@ from typing import Any, Generator
 import pytest
 
 from vanilla_async import Limits, Request, ShuttingDown, first, readable, respond, sleep
-from vanilla_async.testing import serve
+from vanilla_async.testing import serve, wait_until
 
 #: every test here runs over cleartext and over TLS (conftest.each_transport)
 pytestmark = pytest.mark.usefixtures("each_transport")
@@ -23,13 +23,6 @@ Gen = Generator[Any, Any, None]
 CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 
-def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return bool(predicate())
 
 
 # -- deadlines ------------------------------------------------------------------------------------------

@@ -17,14 +17,13 @@ import struct
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trustme
 
 from vanilla_async import FileBody, Limits, Request, respond
 from vanilla_async._core.tls import TLSConfig
-from vanilla_async.testing import ServerProcess, serve, test_ca
+from vanilla_async.testing import Browser, ServerProcess, serve, test_ca, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 GET = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
@@ -38,15 +37,6 @@ def _tls() -> TLSConfig:
     return test_ca().server_config()
 
 
-def _wait(predicate: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return bool(predicate())
-
-
 def test_a_stalled_handshake_is_reaped_with_nothing_sent(backend: str) -> None:
     tls = test_ca().server_config(handshake_timeout=0.3)
     with serve(hello, backend=backend, tls=tls, limits=Limits(idle_timeout=30)) as server:
@@ -56,7 +46,7 @@ def test_a_stalled_handshake_is_reaped_with_nothing_sent(backend: str) -> None:
         assert raw.recv(100) == b""  # closed by the handshake deadline, not the 30 s idle one
         assert time.monotonic() - started < 3
         raw.close()
-        assert _wait(lambda: server.worker is not None and not server.worker.conns)
+        assert wait_until(lambda: server.worker is not None and not server.worker.conns)
 
 
 def test_cleartext_http_sent_to_the_tls_port_is_closed_promptly(backend: str) -> None:
@@ -113,7 +103,7 @@ def test_a_thousand_handshakes_reset_at_random_points_leave_nothing_behind(backe
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()
             if i % 100 == 99:
-                assert _wait(lambda: server.worker is not None and not server.worker.conns, 10), i
+                assert wait_until(lambda: server.worker is not None and not server.worker.conns, 10), i
         # still serving after all that
         with server.connect() as client:
             client.send(GET)
@@ -254,34 +244,16 @@ def test_curl_over_https_with_keepalive(tmp_path: Path) -> None:
         assert proc.stop(signal.SIGTERM) == 0
 
 
-CHROMIUM = "/usr/bin/chromium"
-
-
 def test_headless_chromium_receives_sse_over_https(tmp_path: Path) -> None:
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CHROMIUM} is missing; CI must install it (scripts/system-deps)")
-        pytest.skip(f"{CHROMIUM} is not installed")
     from examples.async_sse import make_config
-    from examples.async_sse.test_async_sse import state_of, stop_process_group
+    from examples.async_sse.test_async_sse import state_of
 
     config = make_config(interval=0.05, heartbeat=5.0).with_(tls=_tls())
     with serve(config) as server:
         state = state_of(server)
-        log_path = tmp_path / "chromium.log"
-        with open(log_path, "wb") as log:
+        with Browser(f"https://localhost:{server.port}/", tmp_path, insecure=True) as browser:
             # the page's script reports the events it got back to the server (POST /report)
-            browser = subprocess.Popen(
-                [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--ignore-certificate-errors", f"--user-data-dir={tmp_path / 'profile'}",
-                 f"https://localhost:{server.port}/"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-        try:
-            arrived = _wait(lambda: bool(state.reports), timeout=30)
-        finally:
-            stop_process_group(browser)
-        assert arrived, f"no report from the browser over https within 30 s; chromium said:\n{log_path.read_text()[-3000:]}"
+            assert wait_until(lambda: bool(state.reports), 30), browser.log()
     report = state.reports[0]
     assert report["why"] == "done"
     assert report["events"] == [{"type": "message", "id": str(n), "data": f"tick {n}"} for n in (1, 2, 3)]
@@ -290,30 +262,14 @@ def test_headless_chromium_receives_sse_over_https(tmp_path: Path) -> None:
 def test_headless_chromium_uses_h2_over_https_and_eight_event_sources_all_tick(tmp_path: Path) -> None:
     """Over HTTP/1.1 a browser holds at most six connections per origin: the seventh and eighth
     EventSource would hang. Over TLS with ALPN h2 they share one connection, and all eight tick."""
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CHROMIUM} is missing; CI must install it (scripts/system-deps)")
-        pytest.skip(f"{CHROMIUM} is not installed")
-    from examples.async_sse.test_async_sse import stop_process_group
     from examples.http2 import State
     from examples.http2 import config as h2_config
 
     with serve(h2_config.with_(tls=_tls())) as server:
         assert server.worker is not None
         state: State = server.worker.state
-        log_path = tmp_path / "chromium.log"
-        with open(log_path, "wb") as log:
-            browser = subprocess.Popen(
-                [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--ignore-certificate-errors", f"--user-data-dir={tmp_path / 'profile'}",
-                 f"https://localhost:{server.port}/"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-        try:
-            arrived = _wait(lambda: bool(state.reports), timeout=30)
-        finally:
-            stop_process_group(browser)
-        assert arrived, f"no report from the browser within 30 s; chromium said:\n{log_path.read_text()[-3000:]}"
+        with Browser(f"https://localhost:{server.port}/", tmp_path, insecure=True) as browser:
+            assert wait_until(lambda: bool(state.reports), 30), browser.log()
     report = state.reports[0]
     assert report["protocol"] == "h2"
     assert sorted(report["streams"]) == [str(i) for i in range(1, 9)]

@@ -29,7 +29,7 @@ from vanilla_async import (
     sleep,
     websocket,
 )
-from vanilla_async.testing import TestServer, serve
+from vanilla_async.testing import TestServer, serve, wait_until
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 UPGRADE = (b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -58,13 +58,6 @@ def url(server: TestServer) -> str:
     return f"ws://127.0.0.1:{server.port}/ws"
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 # -- raw frames -------------------------------------------------------------------------------------
@@ -251,7 +244,7 @@ def test_close_is_echoed_with_its_code_and_the_session_sees_none(backend: str) -
         assert raw.close_code() == 4001
         assert raw.closed()
         raw.close()
-        assert wait_for(lambda: "finally" in ended)
+        assert wait_until(lambda: "finally" in ended)
     assert ended == [(None, 4001, "bye"), "finally"]
 
 
@@ -341,7 +334,7 @@ def test_receive_queue_bound_stops_reading_so_tcp_pushes_back(backend: str) -> N
         server.call(lambda: gate.unpark())
         raw.sock.settimeout(5)
         raw.sock.sendall(stream[offset:frames * len(payload)])
-        assert wait_for(lambda: len(got) == frames), (len(got), frames)
+        assert wait_until(lambda: len(got) == frames), (len(got), frames)
         assert set(got) == {16384}
         raw.close()
 
@@ -430,7 +423,7 @@ def test_a_vanishing_client_closes_the_session_at_once(backend: str) -> None:
                 raw.sock.shutdown(socket.SHUT_WR)
             else:
                 raw.close()
-            assert wait_for(lambda: len(ended) == ("fin", "rst", "half-close").index(how) + 1), how
+            assert wait_until(lambda: len(ended) == ("fin", "rst", "half-close").index(how) + 1), how
             raw.close()
 
 
@@ -449,7 +442,7 @@ def test_a_thousand_clients_reset_mid_frame_leak_nothing(backend: str) -> None:
                 s.close()
         worker = server.worker
         assert worker is not None
-        assert wait_for(lambda: not worker.conns), len(worker.conns)
+        assert wait_until(lambda: not worker.conns), len(worker.conns)
     # leaving serve() asserted no connection, task, timer or fd was left behind
 
 
@@ -472,7 +465,7 @@ def test_broadcast_encodes_once_and_reaches_every_socket(backend: str) -> None:
         with contextlib.ExitStack() as stack:
             clients = [stack.enter_context(connect(url(server), compression="deflate" if i % 2 else None))
                        for i in range(6)]
-            assert wait_for(lambda: len(members) == 6)
+            assert wait_until(lambda: len(members) == 6)
             clients[0].send("to all " * 50)
             for c in clients:
                 assert c.recv(timeout=5) == "to all " * 50
