@@ -896,7 +896,7 @@ def handshake_client(port: int, connections: int, duration: float, path: str) ->
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=10.0) as raw:
                     with ctx.wrap_socket(raw) as conn:
-                        reused += conn.session_reused
+                        reused += bool(conn.session_reused)
                         conn.sendall(request)
                         chunks = []
                         while chunk := conn.recv(65536):
