@@ -6,8 +6,8 @@ Every server runs alone, with one worker, pinned to CPU 0; wrk runs pinned to CP
 chart.png) and the markdown report is printed to stdout.
 
     python bench/run.py [--duration 8] [--only ours,granian] [--workloads plaintext-c64,json-c64] [--out DIR]
-    python bench/run.py --only ours,uvicorn,granian,nginx --workloads plaintext-c64,https-c64,https-handshakes \
-        --report TLS.md
+    python bench/run.py --only ours,uvicorn,granian,nginx --report TLS.md
+        --workloads plaintext-c64,https-c64,https-handshakes
 
 HTTPS workloads run each server's TLS variant (ServerDef.build_tls) with one throwaway ECDSA P-256
 certificate per run (make_certificates); full handshakes are driven by this file's own client
