@@ -6,6 +6,12 @@ Every server runs alone, with one worker, pinned to CPU 0; wrk runs pinned to CP
 chart.png) and the markdown report is printed to stdout.
 
     python bench/run.py [--duration 8] [--only ours,granian] [--workloads plaintext-c64,json-c64] [--out DIR]
+    python bench/run.py --only ours,uvicorn,granian,nginx --report TLS.md
+        --workloads plaintext-c64,https-c64,https-handshakes
+
+HTTPS workloads run each server's TLS variant (ServerDef.build_tls) with one throwaway ECDSA P-256
+certificate per run (make_certificates); full handshakes are driven by this file's own client
+(handshake_client, ``--handshake-client``), because h2load and wrk resume sessions.
 
 See bench/README.md for what is measured and how to read it.
 """
@@ -24,9 +30,11 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -63,6 +71,12 @@ class Workload:
     path: str
     connections: int
     pipeline: int = 1  # requests per write (1 = plain keep-alive)
+    tls: bool = False  # HTTPS against the server's TLS variant (ServerDef.build_tls)
+    handshakes: bool = False  # one new connection (full TLS handshake) per request: handshake_client
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
 
 
 WORKLOADS: tuple[Workload, ...] = (
@@ -70,7 +84,11 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("plaintext-c256", "/", 256),
     Workload("pipelined16-c64", "/", 64, pipeline=16),
     Workload("json-c64", "/json", 64),
+    Workload("https-c64", "/", 64, tls=True),
+    Workload("https-handshakes", "/", 16, tls=True, handshakes=True),
 )
+#: what runs without --workloads (`make bench`); the HTTPS ones are asked for by name (see bench/README.md)
+DEFAULT_WORKLOADS = ("plaintext-c64", "plaintext-c256", "pipelined16-c64", "json-c64")
 
 
 @dataclass
@@ -88,6 +106,7 @@ class ServerDef:
     name: str
     title: str
     build: Callable[[int, Path, "Tools"], LaunchSpec]  # (port, scratch dir, tools) -> launch spec
+    build_tls: Callable[[int, Path, "Tools"], LaunchSpec] | None = None  # the HTTPS variant; None = no TLS rows
 
 
 @dataclass
@@ -122,6 +141,15 @@ class Measurement:
     wrk_output: str = ""
 
 
+@dataclass(frozen=True)
+class CertFiles:
+    """The run's throwaway ECDSA P-256 PKI (one CA, one server certificate for 127.0.0.1/localhost)."""
+
+    ca: Path  # the CA certificate: what the harness's own checks trust
+    cert: Path  # the server certificate alone (a leaf issued straight by the root sends no chain)
+    key: Path  # the server's PKCS#8 private key (granian only reads PKCS#8)
+
+
 @dataclass
 class Tools:
     wrk: str
@@ -129,6 +157,7 @@ class Tools:
     taskset: str
     python: str  # the interpreter that runs ours and the bare loop (real path, not a pyenv shim)
     venv_python: str | None  # peers; None when the venv could not be set up
+    certs: CertFiles | None = None  # set by main() when an HTTPS workload was asked for
 
 
 class BenchError(RuntimeError):
@@ -286,6 +315,46 @@ def ensure_tools(install: bool = True) -> Tools:
     return Tools(wrk=wrk, nginx=nginx, taskset=taskset, python=python, venv_python=venv_python)
 
 
+def make_certificates(directory: Path) -> CertFiles:
+    """A throwaway CA and a server certificate for 127.0.0.1 and localhost, all ECDSA P-256, with openssl(1).
+
+    Everyone gets the same key type so that the handshake's signature costs the same for every server
+    (ECDSA P-256 signs in a few µs; RSA-2048 would cost ~1 ms and swamp everything else).
+    """
+    openssl = _which("openssl")
+    if openssl is None:
+        raise BenchError("openssl not found: apt-get install -y openssl")
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, cert = (directory / n for n in ("ca.key", "ca.pem", "server.key", "server.csr",
+                                                           "server.pem"))
+    ext = directory / "server.ext"
+    ext.write_text("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                   "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    genkey = [openssl, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    steps = [
+        [*genkey, "-out", str(ca_key)],
+        [openssl, "req", "-x509", "-new", "-key", str(ca_key), "-sha256", "-days", "2", "-subj", "/CN=bench throwaway CA",
+         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign",
+         "-out", str(ca)],
+        [*genkey, "-out", str(key)],
+        [openssl, "req", "-new", "-key", str(key), "-subj", "/CN=localhost", "-out", str(csr)],
+        [openssl, "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+         "-sha256", "-days", "2", "-extfile", str(ext), "-out", str(cert)],
+    ]
+    for argv in steps:
+        res = run_cmd(argv, 60)
+        if res.returncode != 0:
+            raise BenchError(f"`{' '.join(argv)}` failed: {tail(res.stderr)}")
+    log.info("ECDSA P-256 CA and server certificate in %s", directory)
+    return CertFiles(ca=ca, cert=cert, key=key)
+
+
+def _need_certs(tools: Tools) -> CertFiles:
+    if tools.certs is None:
+        raise BenchError("no certificates: main() makes them when an https-* workload is selected")
+    return tools.certs
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Server definitions
 # ----------------------------------------------------------------------------------------------------------
@@ -306,6 +375,21 @@ def _need_venv(tools: Tools) -> str:
 
 def build_ours(port: int, scratch: Path, tools: Tools) -> LaunchSpec:
     return LaunchSpec([tools.python, "-m", "examples.tiny", "--port", str(port), "--workers", "1"], _python_env())
+
+
+def _with_ssl_flags(build: Callable[[int, Path, Tools], LaunchSpec], cert_flag: str = "--ssl-certfile",
+                    key_flag: str = "--ssl-keyfile") -> Callable[[int, Path, Tools], LaunchSpec]:
+    """The TLS variant of a server whose command line takes certificate and key flags (uvicorn's names
+    by default: ours and uvicorn share them)."""
+
+    def build_tls(port: int, scratch: Path, tools: Tools) -> LaunchSpec:
+        certs = _need_certs(tools)
+        spec = build(port, scratch, tools)
+        flags = [cert_flag, str(certs.cert), key_flag, str(certs.key)]
+        argv = spec.argv[:-1] + flags + spec.argv[-1:] if spec.argv[-1].endswith(":app") else spec.argv + flags
+        return LaunchSpec(argv, spec.env, spec.cwd, spec.note)
+
+    return build_tls
 
 
 def build_ours_base(port: int, scratch: Path, tools: Tools) -> LaunchSpec:
@@ -386,12 +470,26 @@ def _nginx_string(text: str) -> str:
 
 
 def build_nginx(port: int, scratch: Path, tools: Tools) -> LaunchSpec:
+    return _nginx(port, scratch, tools, tls=False)
+
+
+def build_nginx_tls(port: int, scratch: Path, tools: Tools) -> LaunchSpec:
+    return _nginx(port, scratch, tools, tls=True)
+
+
+def _nginx(port: int, scratch: Path, tools: Tools, tls: bool) -> LaunchSpec:
     if tools.nginx is None:
         raise BenchError("nginx not installed (apt-get install -y nginx-light)")
     payload_json = _load_payload_json(tools)
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (scratch / "tmp" / sub).mkdir(parents=True, exist_ok=True)
     conf = scratch / "nginx.conf"
+    listen, ssl = f"127.0.0.1:{port} backlog=1024", ""
+    if tls:  # HTTP/1.1 only (no `http2`), the protocols and session defaults of a stock nginx 1.22+
+        certs = _need_certs(tools)
+        listen += " ssl"
+        ssl = (f"ssl_certificate {certs.cert}; ssl_certificate_key {certs.key}; "
+               "ssl_protocols TLSv1.2 TLSv1.3;")
     conf.write_text(f"""\
 worker_processes 1;
 daemon off;
@@ -409,7 +507,8 @@ http {{
     keepalive_requests 100000000;
     keepalive_timeout 65;
     server {{
-        listen 127.0.0.1:{port} backlog=1024;
+        listen {listen};
+        {ssl}
         location = / {{ default_type text/plain; return 200 "Hello, World!"; }}
         location = /json {{ default_type application/json; return 200 {_nginx_string(payload_json)}; }}
     }}
@@ -429,14 +528,17 @@ def _load_payload_json(tools: Tools) -> str:
 
 
 SERVERS: tuple[ServerDef, ...] = (
-    ServerDef("ours", "vanilla_async (python3 -m examples.tiny)", build_ours),
-    ServerDef("ours-base", "vanilla_async from $VANILLA_BENCH_BASE (before a change)", build_ours_base),
-    ServerDef("ours-trio", "vanilla_async on the trio backend (examples.tiny --backend trio)", build_ours_trio),
+    ServerDef("ours", "vanilla_async (python3 -m examples.tiny)", build_ours, _with_ssl_flags(build_ours)),
+    ServerDef("ours-base", "vanilla_async from $VANILLA_BENCH_BASE (before a change)", build_ours_base,
+              _with_ssl_flags(build_ours_base)),
+    ServerDef("ours-trio", "vanilla_async on the trio backend (examples.tiny --backend trio)", build_ours_trio,
+              _with_ssl_flags(build_ours_trio)),
     ServerDef("bare", "bare pure-Python epoll loop (bench/bare_epoll.py)", build_bare),
-    ServerDef("uvicorn", "uvicorn + uvloop + httptools, raw ASGI", build_uvicorn),
-    ServerDef("granian", "granian, RSGI", build_granian),
+    ServerDef("uvicorn", "uvicorn + uvloop + httptools, raw ASGI", build_uvicorn, _with_ssl_flags(build_uvicorn)),
+    ServerDef("granian", "granian, RSGI", build_granian,
+              _with_ssl_flags(build_granian, "--ssl-certificate", "--ssl-keyfile")),
     ServerDef("socketify", "socketify.py", build_socketify),
-    ServerDef("nginx", "nginx (static responses)", build_nginx),
+    ServerDef("nginx", "nginx (static responses)", build_nginx, build_nginx_tls),
 )
 
 
@@ -546,6 +648,7 @@ class RunningServer:
     log_path: Path
     argv: list[str]
     note: str = ""
+    tls: ssl.SSLContext | None = None  # the client context that trusts the run's CA, for an HTTPS server
 
 
 def free_port() -> int:
@@ -554,14 +657,33 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def _http_get(port: int, path: str, timeout: float = 2.0,
+              tls: ssl.SSLContext | None = None) -> tuple[int, bytes, str]:
+    conn = (http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=tls) if tls
+            else http.client.HTTPConnection("127.0.0.1", port, timeout=timeout))
     try:
         conn.request("GET", path)
         resp = conn.getresponse()
         return resp.status, resp.read(), resp.getheader("Content-Type") or ""
     finally:
         conn.close()
+
+
+def client_context(certs: CertFiles) -> ssl.SSLContext:
+    """What the harness's own checks use: verifies the chain against the run's CA and the IP SAN."""
+    ctx = ssl.create_default_context(cafile=str(certs.ca))
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def tls_summary(port: int, tls: ssl.SSLContext) -> str:
+    """Version, suite, ALPN and certificate key of one verified handshake, as a note for the report."""
+    with socket.create_connection(("127.0.0.1", port), timeout=2.0) as raw:
+        with tls.wrap_socket(raw, server_hostname="127.0.0.1") as conn:
+            cipher = conn.cipher()
+            der = conn.getpeercert(binary_form=True) or b""
+            return (f"{conn.version()} {cipher[0] if cipher else '?'}, ALPN {conn.selected_alpn_protocol()}, "
+                    f"certificate {len(der)} B DER")
 
 
 def _log_tail(path: Path) -> str:
@@ -582,7 +704,7 @@ def wait_ready(server: RunningServer, timeout: float = STARTUP_TIMEOUT_S) -> Non
         try:
             with socket.create_connection(("127.0.0.1", server.port), timeout=1.0):
                 pass
-            status, _, _ = _http_get(server.port, "/")
+            status, _, _ = _http_get(server.port, "/", tls=server.tls)
             if status == 200:
                 return
             last = f"GET / answered {status}"
@@ -596,14 +718,16 @@ def sanity_check(server: RunningServer) -> list[str]:
     """Compare / and /json with what the benchmark expects; return human-readable warnings."""
     problems = []
     try:
-        status, body, ctype = _http_get(server.port, "/")
+        status, body, ctype = _http_get(server.port, "/", tls=server.tls)
         if status != 200 or body != EXPECTED_PLAIN or not ctype.startswith("text/plain"):
             problems.append(f"GET / -> {status} {ctype!r} {body[:40]!r}")
-        status, body, ctype = _http_get(server.port, "/json")
+        status, body, ctype = _http_get(server.port, "/json", tls=server.tls)
         if status != 200 or not ctype.startswith("application/json"):
             problems.append(f"GET /json -> {status} {ctype!r}")
         else:
             json.loads(body)
+        if server.tls is not None:
+            server.note = "; ".join(filter(None, [server.note, tls_summary(server.port, server.tls)]))
     except (OSError, http.client.HTTPException, ValueError) as exc:
         problems.append(f"sanity check failed: {type(exc).__name__}: {exc}")
     for problem in problems:
@@ -611,17 +735,21 @@ def sanity_check(server: RunningServer) -> list[str]:
     return problems
 
 
-def start_server(sdef: ServerDef, tools: Tools, scratch: Path, log_dir: Path) -> RunningServer:
-    """Launch sdef pinned to SERVER_CPU in its own session and wait until it serves GET /."""
+def start_server(sdef: ServerDef, tools: Tools, scratch: Path, log_dir: Path, tls: bool = False) -> RunningServer:
+    """Launch sdef (its TLS variant if tls) pinned to SERVER_CPU in its own session; wait until it serves GET /."""
     port = free_port()
-    spec = sdef.build(port, scratch, tools)
+    build = sdef.build_tls if tls else sdef.build
+    if build is None:
+        raise BenchError(f"{sdef.name} has no TLS variant in this harness")
+    spec = build(port, scratch, tools)
     argv = [tools.taskset, "-c", SERVER_CPU, *spec.argv]
-    log_path = log_dir / f"{sdef.name}.log"
+    log_path = log_dir / f"{sdef.name}{'-tls' if tls else ''}.log"
     log.info("starting %s on 127.0.0.1:%d: %s", sdef.name, port, " ".join(argv))
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(argv, cwd=spec.cwd, env={**os.environ, **spec.env}, stdin=subprocess.DEVNULL,
                                 stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-    server = RunningServer(sdef.name, proc, port, log_path, argv, spec.note)
+    server = RunningServer(sdef.name, proc, port, log_path, argv, spec.note,
+                           client_context(_need_certs(tools)) if tls else None)
     try:
         wait_ready(server)
     except BaseException:
@@ -704,13 +832,28 @@ def wrk_argv(tools: Tools, workload: Workload, port: int, duration: int) -> list
             "--latency"]
     if workload.pipeline > 1:
         argv += ["-s", str(PIPELINE_LUA)]
-    argv.append(f"http://127.0.0.1:{port}{workload.path}")
+    argv.append(f"{workload.scheme}://127.0.0.1:{port}{workload.path}")
     if workload.pipeline > 1:
         argv += ["--", str(workload.pipeline)]
     return argv
 
 
+def handshake_argv(tools: Tools, workload: Workload, port: int, duration: int) -> list[str]:
+    """This file's own bounded handshake client (`handshake_client`), pinned to the load generator's CPU."""
+    return [tools.taskset, "-c", WRK_CPU, tools.python, str(Path(__file__).resolve()), "--handshake-client",
+            str(port), str(workload.connections), str(duration), workload.path]
+
+
+def load_argv(tools: Tools, workload: Workload, port: int, duration: int) -> list[str]:
+    """The load generator's command for a workload: wrk, or the handshake client for https-handshakes."""
+    if workload.handshakes:
+        return handshake_argv(tools, workload, port, duration)
+    return wrk_argv(tools, workload, port, duration)
+
+
 def run_wrk(tools: Tools, workload: Workload, port: int, duration: int) -> WrkResult:
+    if workload.handshakes:
+        return run_handshakes(tools, workload, port, duration)
     argv = wrk_argv(tools, workload, port, duration)
     res = run_cmd(argv, timeout=duration + 30)
     if res.returncode != 0:
@@ -718,9 +861,95 @@ def run_wrk(tools: Tools, workload: Workload, port: int, duration: int) -> WrkRe
     return parse_wrk(res.stdout)
 
 
+def _percentile(sorted_values: list[float], pct: float) -> float | None:
+    if not sorted_values:
+        return None
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * pct / 100))]
+
+
+HANDSHAKE_REQUEST = "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+
+
+def handshake_client(port: int, connections: int, duration: float, path: str) -> dict[str, Any]:
+    """The https-handshakes load: `connections` threads, each in a loop of TCP connect, a full TLS handshake,
+    one `GET path` with `Connection: close`, read to EOF, close, until `duration` has passed.
+
+    Full handshakes on purpose: every connection gets a fresh ``SSLObject`` and is never given a session,
+    so neither TLS 1.2 session IDs nor TLS 1.3 tickets are offered (``session_reused`` is counted to prove
+    it). h2load and wrk both resume (nginx's ``$ssl_session_reused`` logged ``r`` for 98 % of their
+    `Connection: close` requests), so they would measure resumption, not the full handshake. Latency is the
+    whole cycle, connect to EOF. Blocking threads rather than a selector loop: OpenSSL releases the GIL
+    in the handshake, and the Python per connection stays a few calls.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # as wrk and h2load: the CertificateVerify signature is still checked
+    ctx.set_alpn_protocols(["http/1.1"])
+    request = HANDSHAKE_REQUEST.format(path=path).encode()
+    started = time.monotonic()
+    stop = started + duration
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    resumed = [0]
+    lock = threading.Lock()
+
+    def loop() -> None:
+        mine: list[float] = []
+        mine_errors: dict[str, int] = {}
+        reused = 0
+        while time.monotonic() < stop:
+            t0 = time.perf_counter()
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=10.0) as raw:
+                    with ctx.wrap_socket(raw) as conn:
+                        reused += bool(conn.session_reused)
+                        conn.sendall(request)
+                        chunks = []
+                        while chunk := conn.recv(65536):
+                            chunks.append(chunk)
+                head = b"".join(chunks)[:12]
+                if head != b"HTTP/1.1 200":
+                    kind = "non-2xx" if head.startswith(b"HTTP/") else "bad response"
+                    mine_errors[kind] = mine_errors.get(kind, 0) + 1
+                    continue
+                mine.append((time.perf_counter() - t0) * 1e6)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                kind = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+                mine_errors[kind] = mine_errors.get(kind, 0) + 1
+        with lock:
+            latencies.extend(mine)
+            resumed[0] += reused
+            for key, value in mine_errors.items():
+                errors[key] = errors.get(key, 0) + value
+
+    threads = [threading.Thread(target=loop, daemon=True) for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(duration + 30)
+    seconds = time.monotonic() - started
+    latencies.sort()
+    if resumed[0]:
+        errors["resumed (not a full handshake)"] = resumed[0]
+    return {"requests": len(latencies), "seconds": seconds, "p50_us": _percentile(latencies, 50),
+            "p99_us": _percentile(latencies, 99), "errors": errors}
+
+
+def run_handshakes(tools: Tools, workload: Workload, port: int, duration: int) -> WrkResult:
+    res = run_cmd(handshake_argv(tools, workload, port, duration), timeout=duration + 60)
+    if res.returncode != 0:
+        raise BenchError(f"handshake client exited {res.returncode}: {tail(res.stderr or res.stdout)}")
+    data = json.loads(res.stdout)
+    seconds = float(data["seconds"])
+    text = (f"{data['requests']} full handshakes in {seconds:.2f}s, p50 {fmt_us(data['p50_us'])}, "
+            f"p99 {fmt_us(data['p99_us'])}, errors {data['errors']}")
+    return WrkResult(requests=int(data["requests"]), seconds=seconds, rps=data["requests"] / seconds,
+                     p50_us=data["p50_us"], p99_us=data["p99_us"], errors=dict(data["errors"]), raw=text)
+
+
 def measure(server: RunningServer, tools: Tools, workload: Workload, duration: int) -> Measurement:
     """Warm up, then one timed wrk run with CPU ticks of the server tree sampled right before and after."""
-    command = " ".join(wrk_argv(tools, workload, server.port, duration))
+    command = " ".join(load_argv(tools, workload, server.port, duration))
     if (rc := server.proc.poll()) is not None:
         return Measurement(server.name, workload.name, False, f"server exited rc={rc}", wrk_command=command)
     try:
@@ -820,11 +1049,16 @@ def is_noisy(m: Measurement | None) -> bool:
     return m is not None and max(m.other_server_cpu or 0, m.other_wrk_cpu or 0) >= NOISE_THRESHOLD
 
 
+def _load_bound(m: Measurement | None) -> bool:
+    return m is not None and m.wrk_util is not None and m.wrk_util >= WRK_BOUND_THRESHOLD
+
+
 def fmt_flags(m: Measurement) -> str:
     """wrk errors plus warnings that make a row's numbers less trustworthy."""
     flags = [f"{k} {v}" for k, v in m.errors.items()]
     if m.wrk_util is not None and m.wrk_util >= WRK_BOUND_THRESHOLD:
-        flags.append(f"wrk-bound ({m.wrk_util * 100:.0f}% of CPU {WRK_CPU})")
+        client = "client" if m.workload == "https-handshakes" else "wrk"
+        flags.append(f"{client}-bound ({m.wrk_util * 100:.0f}% of CPU {WRK_CPU})")
     if is_noisy(m):
         flags.append(f"⚠ shared cores: others used {(m.other_server_cpu or 0) * 100:.0f}% of CPU {SERVER_CPU}, "
                      f"{(m.other_wrk_cpu or 0) * 100:.0f}% of CPU {WRK_CPU}")
@@ -836,23 +1070,40 @@ def _get(results: dict[str, dict[str, Measurement]], server: str, workload: str)
     return m if m is not None and m.ok else None
 
 
-def compute_targets(results: dict[str, dict[str, Measurement]]) -> list[dict[str, Any]]:
-    """The four headline targets, each with value, PASS/MISS/N/A and margin."""
-    specs = [
-        ("plaintext-c64 req/s: ours ÷ granian", "plaintext-c64", "granian", "rps", ">=", 1.5),
-        ("plaintext-c64 req/s: ours ÷ socketify", "plaintext-c64", "socketify", "rps", ">=", 1.0),
-        ("pipelined16-c64 req/s: ours ÷ socketify", "pipelined16-c64", "socketify", "rps", ">=", 2.0),
-        ("plaintext-c64 CPU µs/req: ours ÷ bare", "plaintext-c64", "bare", "cpu_us_per_req", "<=", 1.3),
-    ]
+#: (label, (workload, server) of the numerator, (workload, server) of the denominator, attribute, op, target)
+TARGETS: tuple[tuple[str, tuple[str, str], tuple[str, str], str, str, float], ...] = (
+    ("plaintext-c64 req/s: ours ÷ granian", ("plaintext-c64", "ours"), ("plaintext-c64", "granian"), "rps", ">=", 1.5),
+    ("plaintext-c64 req/s: ours ÷ socketify", ("plaintext-c64", "ours"), ("plaintext-c64", "socketify"), "rps",
+     ">=", 1.0),
+    ("pipelined16-c64 req/s: ours ÷ socketify", ("pipelined16-c64", "ours"), ("pipelined16-c64", "socketify"),
+     "rps", ">=", 2.0),
+    ("plaintext-c64 CPU µs/req: ours ÷ bare", ("plaintext-c64", "ours"), ("plaintext-c64", "bare"),
+     "cpu_us_per_req", "<=", 1.3),
+    ("https-c64 req/s: ours ÷ granian", ("https-c64", "ours"), ("https-c64", "granian"), "rps", ">=", 1.3),
+    ("CPU µs/req: ours https-c64 ÷ ours plaintext-c64", ("https-c64", "ours"), ("plaintext-c64", "ours"),
+     "cpu_us_per_req", "<=", 1.5),
+    ("https-handshakes handshakes/s: ours ÷ granian", ("https-handshakes", "ours"), ("https-handshakes", "granian"),
+     "rps", ">=", 1.0),
+    # the client-independent view of the same: server CPU per full handshake, theirs over ours (≥ 1 = we spend less)
+    ("https-handshakes CPU µs/handshake: granian ÷ ours", ("https-handshakes", "granian"),
+     ("https-handshakes", "ours"), "cpu_us_per_req", ">=", 1.0),
+)
+
+
+def compute_targets(results: dict[str, dict[str, Measurement]], workloads: list[str]) -> list[dict[str, Any]]:
+    """The headline targets whose workloads were run, each with value, PASS/MISS/N/A and margin."""
     out = []
-    for label, workload, peer, attr, op, target in specs:
-        ours, other = _get(results, "ours", workload), _get(results, peer, workload)
+    for label, (wa, sa), (wb, sb), attr, op, target in TARGETS:
+        if wa not in workloads or wb not in workloads:
+            continue
+        ours, other = _get(results, sa, wa), _get(results, sb, wb)
+        peer = sb
         row: dict[str, Any] = {"label": label, "target": f"{op} {target}", "value": None, "verdict": "N/A",
                                "margin": ""}
         a = getattr(ours, attr) if ours else None
         b = getattr(other, attr) if other else None
         if a is None or b is None or b == 0:
-            missing = [n for n, m in (("ours", a), (peer, b)) if m is None]
+            missing = [n for n, m in ((sa, a), (peer, b)) if m is None]
             row["margin"] = f"no data for {', '.join(missing) or peer}"
         else:
             ratio = a / b
@@ -863,6 +1114,8 @@ def compute_targets(results: dict[str, dict[str, Measurement]]) -> list[dict[str
             margin = f"{diff:+.2f} ({abs(rel) * 100:.0f}% {'headroom' if passed else 'short'})"
             if any(is_noisy(m) for m in (ours, other)):
                 margin += " ⚠ noisy: shared cores during one of the runs"
+            if attr == "rps" and any(_load_bound(m) for m in (ours, other)):
+                margin += " ⚠ load-generator-bound: compare CPU µs/req"
             row.update(value=ratio, verdict="PASS" if passed else "MISS", margin=margin)
         out.append(row)
     return out
@@ -927,6 +1180,14 @@ def render_markdown(meta: dict[str, Any], results: dict[str, dict[str, Measureme
             util = f"{m.cpu_util * 100:.0f}%" if m.cpu_util is not None else "—"
             lines.append(f"| {server} | {m.rps:,.0f} | {fmt_us(m.p50_us)} | {fmt_us(m.p99_us)} | {cpu} | {ratio} "
                          f"| {util} | {fmt_flags(m)} |")
+        if workload == "https-handshakes":
+            lines += ["", "One full TLS handshake per request (new connection, `Connection: close`, no session "
+                      "offered: `handshake_client` in bench/run.py): req/s = handshakes/s, CPU µs/req = server CPU "
+                      "per handshake+request, p50/p99 = the whole cycle from TCP connect to EOF. When the client "
+                      "is bound to its core the server CPU per handshake is the number that compares servers."]
+        if workload == "https-c64":
+            lines += ["", "Keep-alive HTTPS: the 64 handshakes happen in wrk's first milliseconds (and in the "
+                      "unmeasured warm-up); the measured run is record encryption and decryption."]
         if any(w.pipeline > 1 for w in WORKLOADS if w.name == workload):
             lines += ["", "p50/p99 not shown: wrk's coordinated-omission correction assumes one request in flight "
                       "per connection and corrupts the latency histogram under pipelining. req/s counts every "
@@ -1016,11 +1277,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=int, default=8, help="seconds per measured wrk run (default 8; ≥5 for CPU)")
     p.add_argument("--only", help=f"comma-separated servers ({','.join(s.name for s in SERVERS)})")
-    p.add_argument("--workloads", help=f"comma-separated workloads ({','.join(w.name for w in WORKLOADS)})")
+    p.add_argument("--workloads", help=f"comma-separated workloads ({','.join(w.name for w in WORKLOADS)}; "
+                                       f"default {','.join(DEFAULT_WORKLOADS)})")
     p.add_argument("--out", type=Path, default=BENCH_DIR / "results", help="output dir (default bench/results)")
+    p.add_argument("--report", default="RESULTS.md",
+                   help="report file name in --out (default RESULTS.md, with results.json and chart.png; "
+                        "another name X.md writes x.json and x.png beside it)")
     p.add_argument("--no-install", action="store_true", help="never apt-get/pip install; fail what is missing")
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("--render-chart", nargs=2, metavar=("RESULTS_JSON", "PNG"), help=argparse.SUPPRESS)
+    p.add_argument("--handshake-client", nargs=4, metavar=("PORT", "CONNECTIONS", "SECONDS", "PATH"),
+                   help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -1034,34 +1301,49 @@ def _install_signal_handlers() -> None:
 
 def bench_server(sdef: ServerDef, tools: Tools, workloads: list[Workload], duration: int, out: Path,
                  results: dict[str, dict[str, Measurement]], commands: dict[str, str], notes: dict[str, str]) -> None:
-    """Start one server, run every workload against it, stop it; failures are recorded, not raised."""
+    """Run every workload against sdef: its cleartext variant for the http ones, then its TLS variant for the
+    https ones (servers without one are left out of those tables). Failures are recorded, not raised."""
+    plain = [w for w in workloads if not w.tls]
+    secure = [w for w in workloads if w.tls] if sdef.build_tls is not None else []
+    for tls, group in ((False, plain), (True, secure)):
+        if group:
+            _bench_variant(sdef, tls, tools, group, duration, out, results, commands, notes)
+
+
+def _bench_variant(sdef: ServerDef, tls: bool, tools: Tools, workloads: list[Workload], duration: int, out: Path,
+                   results: dict[str, dict[str, Measurement]], commands: dict[str, str],
+                   notes: dict[str, str]) -> None:
+    """Start one server (cleartext or TLS), run the workloads against it, stop it."""
+    label = f"{sdef.name} (TLS)" if tls else sdef.name
     with tempfile.TemporaryDirectory(prefix=f"bench-{sdef.name}-") as tmp:
         try:
-            server = start_server(sdef, tools, Path(tmp), out)
+            server = start_server(sdef, tools, Path(tmp), out, tls=tls)
         except (BenchError, OSError, ValueError) as exc:
             reason = str(exc)
-            log.error("%s failed to start: %s", sdef.name, reason)
-            commands[sdef.name] = "(not started)"
+            log.error("%s failed to start: %s", label, reason)
+            commands[label] = "(not started)"
             for w in workloads:
                 results[w.name][sdef.name] = Measurement(sdef.name, w.name, False, reason)
             return
         try:
-            commands[sdef.name] = (" ".join(server.argv).replace(str(server.port), "PORT")
-                                   .replace(tmp, "$TMPDIR"))
+            command = " ".join(server.argv).replace(str(server.port), "PORT").replace(tmp, "$TMPDIR")
+            if tools.certs is not None:
+                command = command.replace(str(tools.certs.cert.parent), "$CERTS")
+            commands[label] = command
             problems = sanity_check(server)
             note = "; ".join(filter(None, [server.note, *problems]))
             if note:
-                notes[sdef.name] = note
+                notes[label] = note
             for w in workloads:
-                log.info("%s / %s: %ds (+%ds warm-up)", sdef.name, w.name, duration, WARMUP_S)
+                log.info("%s / %s: %ds (+%ds warm-up)", label, w.name, duration, WARMUP_S)
                 m = measure(server, tools, w, duration)
                 results[w.name][sdef.name] = m
                 if m.ok:
-                    log.info("%s / %s: %.0f req/s, p99 %s, %.1f CPU µs/req, server CPU %.0f%%, wrk CPU %.0f%%; %s",
-                             sdef.name, w.name, m.rps or 0, fmt_us(m.p99_us), m.cpu_us_per_req or 0,
+                    log.info("%s / %s: %.0f req/s, p99 %s, %.1f CPU µs/req, server CPU %.0f%%, load CPU %.0f%%; %s",
+                             label, w.name, m.rps or 0, fmt_us(m.p99_us), m.cpu_us_per_req or 0,
                              (m.cpu_util or 0) * 100, (m.wrk_util or 0) * 100, fmt_flags(m))
                 else:
-                    log.error("%s / %s failed: %s", sdef.name, w.name, m.reason)
+                    log.error("%s / %s failed: %s", label, w.name, m.reason)
         finally:
             stop_server(server)
 
@@ -1073,10 +1355,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_chart:
         render_chart(Path(args.render_chart[0]), Path(args.render_chart[1]))
         return 0
+    if args.handshake_client:
+        port, conns, secs, path = args.handshake_client
+        sys.stdout.write(json.dumps(handshake_client(int(port), int(conns), float(secs), path)))
+        return 0
     try:
         servers = _pick("server", args.only, [s.name for s in SERVERS
                                               if s.name != "ours-base" or os.environ.get("VANILLA_BENCH_BASE")])
-        workload_names = _pick("workload", args.workloads, [w.name for w in WORKLOADS])
+        workload_names = _pick("workload", args.workloads or ",".join(DEFAULT_WORKLOADS),
+                               [w.name for w in WORKLOADS])
         if args.duration < 1:
             raise BenchError("--duration must be ≥ 1 second")
         if args.duration < 5:
@@ -1090,6 +1377,13 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     workloads = [w for w in WORKLOADS if w.name in workload_names]
+    scratch = tempfile.TemporaryDirectory(prefix="bench-run-")  # the run's certificates; removed at exit
+    if any(w.tls for w in workloads):
+        try:
+            tools.certs = make_certificates(Path(scratch.name) / "certs")
+        except BenchError as exc:
+            log.error("%s", exc)
+            return 2
     results: dict[str, dict[str, Measurement]] = {w.name: {} for w in workloads}
     commands: dict[str, str] = {}
     notes: dict[str, str] = {}
@@ -1112,21 +1406,24 @@ def main(argv: list[str] | None = None) -> int:
         "workloads": workload_names,
         "versions": tool_versions(tools),
         "server_commands": commands,
-        "wrk_commands": {w.name: " ".join(wrk_argv(tools, w, 0, args.duration)).replace(":0/", ":PORT/")
+        "wrk_commands": {w.name: " ".join(load_argv(tools, w, 0, args.duration)).replace(":0/", ":PORT/")
+                         .replace("--handshake-client 0 ", "--handshake-client PORT ")
                          for w in workloads},
     }
-    targets = compute_targets(results)
+    targets = compute_targets(results, workload_names)
     markdown = render_markdown(meta, results, notes, targets)
-    results_json = out / "results.json"
+    stem = args.report.removesuffix(".md")
+    results_json = out / ("results.json" if stem == "RESULTS" else f"{stem.lower()}.json")
+    chart = out / ("chart.png" if stem == "RESULTS" else f"{stem.lower()}.png")
     results_json.write_text(json.dumps({
         "meta": meta,
         "notes": notes,
         "targets": targets,
         "results": {w: {s: asdict(m) for s, m in per.items()} for w, per in results.items()},
     }, indent=2, ensure_ascii=False))
-    (out / "RESULTS.md").write_text(markdown)
-    write_chart(tools, results_json, out / "chart.png")
-    log.info("wrote %s, %s, %s", out / "RESULTS.md", results_json, out / "chart.png")
+    (out / f"{stem}.md").write_text(markdown)
+    write_chart(tools, results_json, chart)
+    log.info("wrote %s, %s, %s", out / f"{stem}.md", results_json, chart)
     sys.stdout.write(markdown)
     return 0
 
