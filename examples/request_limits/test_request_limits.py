@@ -159,7 +159,7 @@ def test_an_unsupported_transfer_coding_is_501(coding: bytes) -> None:
 @pytest.mark.parametrize("raw", [
     get(b"/", version=b"HTTP/2.0"),
     get(b"/", version=b"HTTP/3.0"),
-    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",  # the HTTP/2 connection preface (prior knowledge)
+    # (the HTTP/2 connection preface, PRI * HTTP/2.0, switches to HTTP/2 instead: tests/test_h2.py)
 ])
 def test_http_2_and_later_are_505(raw: bytes) -> None:
     with serve(config) as server:

@@ -191,6 +191,30 @@ class ConnTask(Task):
         self.conn.close()
 
 
+class _Gone(Protocol):
+    """What a closed connection's ``proto`` is: every event is ignored (see `Connection.close`)."""
+
+    __slots__ = ()
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> None:
+        pass
+
+    def timed_out(self, now: float) -> None:
+        pass
+
+    def shutdown(self, now: float, last_call: float) -> None:
+        pass
+
+    def interrupt(self) -> None:
+        pass
+
+
+_GONE_PROTOCOL = _Gone()
+
+
 class Connection:
     __slots__ = (
         "worker", "transport", "fd", "recv", "send", "out", "written", "proto", "phase", "deadline", "linger",
@@ -487,9 +511,16 @@ class Connection:
             self.file = None
             self.file_done = None
             file.close()
+        proto = self.proto
         try:
-            self.proto.connection_lost()
+            proto.connection_lost()
         finally:
+            # The connection and its protocol refer to each other: a cycle that only the cyclic GC
+            # frees, late for objects that lived long enough to reach its oldest generation. So the
+            # output buffer (possibly megabytes of an unsent response) is released now, and the cycle
+            # is cut: a late call on conn.proto (a stray timer) reaches a protocol that does nothing.
+            self.out.clear()
+            self.proto = _GONE_PROTOCOL
             worker.reactor.remove(self.fd)
             self.transport.close()
             worker.connection_closed(self)

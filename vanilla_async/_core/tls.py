@@ -366,6 +366,59 @@ class TLSTransport:
     # -- the transport interface
     def recv(self, n: int) -> bytes:
         """1..n bytes of plaintext, ``b""`` at EOF, BlockingIOError when none now (see the drain contract)."""
+        obj = self._ssl
+        if obj is None or self.handshaking or self._eof:
+            return self._recv_handshaking(n)
+        # The session is up: the keep-alive hot path. ``SSLObject.read`` is only called when there is
+        # something to decrypt (ciphertext in the incoming BIO, or plaintext OpenSSL holds): probing
+        # until SSLWantReadError costs a raised exception per call.
+        incoming = self._incoming
+        chunks: list[bytes] = []
+        size = 0
+        drained = must_read = False
+        while True:
+            while size < n and (incoming.pending or obj.pending() or must_read):
+                must_read = False
+                try:
+                    chunk = obj.read(n - size)
+                except ssl.SSLWantReadError:
+                    break  # (a partial record: the rest is still on its way)
+                except ssl.SSLZeroReturnError:
+                    self._eof = True
+                    break
+                except ssl.SSLEOFError:  # a FIN without close_notify: an ordinary EOF (see _recv_handshaking)
+                    self._eof = True
+                    self._outgoing.read()
+                    break
+                except ssl.SSLError:
+                    self._flush_alert()
+                    raise
+                if not chunk:  # close_notify
+                    self._eof = True
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            if self._outgoing.pending:  # e.g. a KeyUpdate answer
+                self._write_out()
+            if size >= n or self._eof or drained:
+                if size or self._eof:
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                raise BlockingIOError(errno.EAGAIN, "no TLS plaintext available now")
+            try:
+                raw = self.sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                drained = True
+                continue
+            if not raw:
+                incoming.write_eof()
+                drained = must_read = True  # (one read to learn how the session ended)
+                continue
+            incoming.write(raw)
+            if len(raw) < RECV_SIZE:
+                drained = True
+
+    def _recv_handshaking(self, n: int) -> bytes:
+        """`recv` while the handshake runs (or after EOF): the handshake steps, then any plaintext."""
         obj = self._obj()
         got = bytearray()
         drained = False
@@ -426,20 +479,34 @@ class TLSTransport:
 
     def send(self, data: bytes | bytearray | memoryview) -> int:
         """Encrypt up to 256 KiB of ``data``; how many bytes were accepted (see the module doc)."""
-        obj = self._obj()
+        obj = self._ssl
+        if obj is None:
+            raise OSError(errno.EBADF, "TLS transport is closed")
         if self._out_at < len(self._out) and not self.flush_pending():
             raise BlockingIOError(errno.EAGAIN, "TLS ciphertext from before is still waiting for the socket")
         if self.handshaking:
             raise BlockingIOError(errno.EAGAIN, "the TLS handshake has not completed yet")
-        view = memoryview(data)
+        nbytes = len(data) if data.__class__ is not memoryview else memoryview(data).nbytes
+        outgoing = self._outgoing
         total = 0
         # Encrypt and write in slices until the socket stops taking ciphertext: a count short of
         # len(data) must mean "the socket is full" (as for a plain socket), because that is what makes
         # an edge-triggered EPOLLOUT come; stopping after one slice with room left would wait forever.
-        while total < view.nbytes:
-            total += obj.write(view[total:total + SEND_PLAINTEXT_MAX])
-            self._write_out()
-            if self._out_at < len(self._out):
+        while total < nbytes:
+            if total == 0 and nbytes <= SEND_PLAINTEXT_MAX:
+                total = obj.write(data)  # (the usual case: one slice, no view)
+            else:
+                total += obj.write(memoryview(data)[total:total + SEND_PLAINTEXT_MAX])
+            ciphertext = outgoing.read()
+            try:
+                sent = self.sock.send(ciphertext)
+            except BlockingIOError:
+                sent = 0
+            if sent < len(ciphertext):  # the socket is full: keep the rest, signal once
+                self._out, self._out_at = ciphertext, sent
+                if not self._blocked:
+                    self._blocked = True
+                    self._on_blocked()
                 break
         return total
 
