@@ -415,6 +415,11 @@ def build_ours_trio(port: int, scratch: Path, tools: Tools) -> LaunchSpec:
                       _python_env(site))
 
 
+def build_ours_uring(port: int, scratch: Path, tools: Tools) -> LaunchSpec:
+    return LaunchSpec([tools.python, "-m", "examples.tiny", "--port", str(port), "--workers", "1", "--backend",
+                       "io_uring"], _python_env())
+
+
 def build_bare(port: int, scratch: Path, tools: Tools) -> LaunchSpec:
     return LaunchSpec([tools.python, str(BENCH_DIR / "bare_epoll.py"), "--port", str(port)], _python_env())
 
@@ -533,6 +538,8 @@ SERVERS: tuple[ServerDef, ...] = (
               _with_ssl_flags(build_ours_base)),
     ServerDef("ours-trio", "vanilla_async on the trio backend (examples.tiny --backend trio)", build_ours_trio,
               _with_ssl_flags(build_ours_trio)),
+    ServerDef("ours-io_uring", "vanilla_async on the io_uring backend (examples.tiny --backend io_uring)",
+              build_ours_uring, _with_ssl_flags(build_ours_uring)),
     ServerDef("bare", "bare pure-Python epoll loop (bench/bare_epoll.py)", build_bare),
     ServerDef("uvicorn", "uvicorn + uvloop + httptools, raw ASGI", build_uvicorn, _with_ssl_flags(build_uvicorn)),
     ServerDef("granian", "granian, RSGI", build_granian,

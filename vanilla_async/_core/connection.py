@@ -520,7 +520,7 @@ class Connection:
             # output buffer (possibly megabytes of an unsent response) is released now, and the cycle
             # is cut: a late call on conn.proto (a stray timer) reaches a protocol that does nothing.
             self.out.clear()
-            self.proto = _GONE_PROTOCOL
             worker.reactor.remove(self.fd)
             self.transport.close()
-            worker.connection_closed(self)
+            worker.connection_closed(self)  # (it may still read the protocol's counters)
+            self.proto = _GONE_PROTOCOL
