@@ -18,7 +18,7 @@ demo: $(STAMP)  ## run the demo server (examples/tiny) on http://127.0.0.1:8080
 test: $(STAMP) docs  ## type-check, build the docs (strict), then run every test (installs headless Chromium first if it can)
 	scripts/system-deps
 	$(PY) -m mypy
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2  # two processes: most of the suite waits on sockets and timers, not the CPU
 
 DOCS_STAMP := $(VENV)/.installed-docs
 

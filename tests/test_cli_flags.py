@@ -182,32 +182,53 @@ def test_reload_restarts_the_server_with_the_new_code(procs: list[ServerProcess]
 
 
 # -- limits ----------------------------------------------------------------------------------------------
+def _uds_get(path: str, raw: bytes) -> tuple[int, bytes]:
+    """One request over a unix socket, read to the server's close: (status, body)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(path)
+        sock.sendall(raw)
+        data = bytearray()
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = bytes(data).partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
 def test_limit_max_requests_replaces_workers_without_a_failed_request(procs: list[ServerProcess], app_dir: Path) -> None:
-    proc = start(procs, app_dir, "--port", "0", "--workers", "2", "--limit-max-requests", "200")
-    port = proc.port()
+    # Over the shared unix socket: on TCP, a retiring worker's own SO_REUSEPORT listener can reset a
+    # connection the kernel completed in the instant before it closed, unless the host sets
+    # net.ipv4.tcp_migrate_req=1 (docs/howto/deploy.md); a test cannot promise what the host decides.
+    path = str(app_dir / "retire.sock")
+    proc = start(procs, app_dir, "--uds", path, "--workers", "2", "--limit-max-requests", "200")
+    proc.wait_for(r"serving unix:" + re.escape(path), timeout=30)
     failures: list[str] = []
     pids: set[bytes] = set()
     lock = threading.Lock()
     raw = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
 
-    def lane(count: int) -> None:
-        for _ in range(count):
+    sent = [0]
+    deadline = time.monotonic() + 30
+
+    def lane() -> None:  # until replacements have answered too (bounded: 30 s)
+        while time.monotonic() < deadline and (sent[0] < 2000 or len(pids) <= 2):
             try:
-                response = get(port, raw)
+                status, body = _uds_get(path, raw)
             except Exception as exc:  # noqa: BLE001 - counted: the test says none may fail
                 with lock:
                     failures.append(repr(exc))
                 continue
             with lock:
-                if response.status != 200:
-                    failures.append(f"status {response.status}")
-                pids.add(response.body.split()[1])
+                sent[0] += 1
+                if status != 200:
+                    failures.append(f"status {status}")
+                pids.add(body.split()[1])
 
-    lanes = [threading.Thread(target=lane, args=(500,)) for _ in range(4)]
+    lanes = [threading.Thread(target=lane) for _ in range(4)]
     for thread in lanes:
         thread.start()
     for thread in lanes:
-        thread.join(120)
+        thread.join(60)
     assert not failures, failures[:5]
     proc.wait_for(r"worker \d \(pid \d+\) retired", timeout=10)
     assert len(pids) > 2, proc.output  # replacements served too

@@ -83,7 +83,7 @@ def test_forged_requests_get_403() -> None:
     None,                                            # no cookie at all
     b"csrf=plain-token",                             # an unsigned (tossed) cookie
     b"csrf=" + signer.sign("session", "tok").encode(),   # signed for another cookie
-])
+], ids=["no-cookie", "unsigned", "signed-for-another-cookie"])  # (stable ids: the signature is random)
 def test_missing_or_planted_cookies_get_403(cookie: bytes | None) -> None:
     body = b"amount=5&csrf_token=tok&csrf_token=plain-token"
     head = b"POST /transfer HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n"
