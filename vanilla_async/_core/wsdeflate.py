@@ -33,7 +33,7 @@ inflates frame by frame with ``max_length`` = the bytes the message may still gr
 bomb raises `WebSocketError` 1009 after allocating at most the message limit: when zlib stops at
 ``max_length`` the output is full and the message is over the limit.
 
-*Memory* (measured by ``python -m vanilla_async._core.wsdeflate``: RSS of 1,000 live
+*Memory* (measured by ``python bench/ws_deflate_memory.py``: RSS of 1,000 live
 compressor/decompressor pairs that each handled one message; tracemalloc does not see zlib's
 ``malloc``). zlib's deflate state is ``2**(wbits+2) + 2**(memLevel+9)`` bytes, its inflate state
 about 7 KiB plus a ``2**wbits`` window allocated on first output. The defaults (server window 12,
@@ -337,48 +337,3 @@ def broadcast_frame(opcode: int, payload: bytes | bytearray | memoryview, window
     ``server_max_window_bits`` is ≥ ``window_bits``. Other connections need their own `Deflater`.
     """
     return Deflater(window_bits, mem_level, True, level).frame(opcode, payload)
-
-
-def _measure(argv: list[str]) -> None:  # pragma: no cover - a measurement, run by hand
-    """Without arguments: one fresh process per setting (freed memory would hide the next one)."""
-    import os
-    import subprocess
-    import sys
-
-    settings = [(15, 8, 15), (15, 8, 12), (12, 5, 15), (12, 5, 12), (11, 4, 11), (10, 3, 10)]
-    if not argv:
-        print("RSS per live compressor+decompressor pair (1,000 pairs, one 64 KiB JSON-ish message each: the worst case)")
-        for setting in settings:
-            subprocess.run([sys.executable, "-m", "vanilla_async._core.wsdeflate", *map(str, setting)], check=True)
-        return
-
-    def rss_kib() -> int:
-        with open(f"/proc/{os.getpid()}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
-
-    sbits, mem, cbits = map(int, argv)
-    import random
-    rng = random.Random(7)  # 64 KiB of JSON-ish text: enough to touch the whole window and hash tables
-    words = [bytes(rng.choices(b"abcdefghijklmnopqrstuvwxyz", k=rng.randint(2, 9))) for _ in range(2000)]
-    sample = b" ".join(b'{"k": "%s", "v": %d}' % (rng.choice(words), rng.randint(0, 99999)) for _ in range(3000))[:65536]
-    n = 1000
-    params = DeflateParams(False, False, sbits, cbits, mem_level=mem)
-    pairs = []
-    before = rss_kib()
-    from_client = Deflater(cbits, 8, True).compress(sample)  # what a client with that window sends
-    for _ in range(n):
-        de, inf = params.deflater(), params.inflater()
-        de.compress(sample)
-        inf.feed(from_client, 1 << 20, True)
-        pairs.append((de, inf))
-    after = rss_kib()
-    print(f"  server_window_bits={sbits:2} memLevel={mem} client_window_bits={cbits:2}: "
-          f"{(after - before) / n:6.1f} KiB/connection")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    import sys as _sys
-    _measure(_sys.argv[1:])
