@@ -1,4 +1,4 @@
-"""Protocols: what a connection runs over its transport (HTTP/1.1 first; WebSocket, HTTP/2 next).
+"""Protocols: what a connection runs over its transport (HTTP/1.1 at accept; HTTP/2, WebSocket).
 
 Theory of operation
 -------------------
