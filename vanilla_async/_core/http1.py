@@ -61,13 +61,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import HandlerError, ProtocolError, ShuttingDown
 from .connection import OPEN as CONN_OPEN
-from .connection import ConnTask, Connection
+from .connection import Connection, ConnTask
 from .framer import ChunkedProgress, Need, resume_chunked
 from .handler import FileBody, Takeover
 from .headcache import frame_cached as frame
 from .protocol import Protocol
 from .request import Request
 from .response import error_response
+from .steps import relay
 
 if TYPE_CHECKING:
     from reactor import Timer
@@ -155,26 +156,13 @@ def insert_close(out: bytearray, start: int) -> bool:
 def _closing(gen: Any, out: bytearray) -> Any:
     """Drive a generator handler exactly as ``yield from gen`` would, inserting ``Connection: close``
     into the head the first of its steps that writes one writes (the last request on a connection)."""
-    pending = True
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        start = len(out)
-        try:
-            token = gen.send(value) if error is None else gen.throw(error)
-        except StopIteration as stop:
-            if pending:
-                insert_close(out, start)
-            return stop.value
-        if pending:
-            pending = not insert_close(out, start)
-        try:
-            value, error = (yield token), None
-        except GeneratorExit:
-            gen.close()
-            raise
-        except BaseException as exc:  # noqa: BLE001 - delivered into gen, which decides
-            value, error = None, exc
+    pending = [True]
+
+    def after_step(start: int) -> None:
+        if pending[0]:
+            pending[0] = not insert_close(out, start)
+
+    return (yield from relay(gen, out, after_step))
 
 
 class RequestTask(ConnTask):
