@@ -1,4 +1,4 @@
-"""vanilla_async: a minimalist, very fast HTTP/1.1 prefork server for Python.
+"""vanilla_async: a minimalist, very fast prefork HTTP server for Python (HTTP/1.1, HTTP/2, TLS, WebSocket).
 
 A synchronous handler appends a complete raw response to a server-owned ``bytearray``; an
 asynchronous handler is a generator that yields `reactor` tokens and is parked and resumed on the

@@ -185,7 +185,10 @@ class Worker:
         self.reactor.add_reader(self.listener.fileno(), self._on_accept)
         self._schedule_date()
         limits = self.limits
-        self._sweep_every = max(0.05, min(1.0, min(limits.read_timeout, limits.idle_timeout, limits.write_timeout) / 4))
+        # (WebSocket keepalive deadlines ride on the same sweep: a short ping interval makes it finer)
+        timeouts = [limits.read_timeout, limits.idle_timeout, limits.write_timeout,
+                    *(t for t in (limits.ws_ping_interval, limits.ws_ping_timeout) if t is not None)]
+        self._sweep_every = max(0.05, min(1.0, min(timeouts) / 4))
         self._timers.append(self.reactor.call_later(self._sweep_every, self._sweep))
         if limits.max_worker_requests is not None:
             self._timers.append(self.reactor.call_later(RETIRE_CHECK, self._check_retirement))
