@@ -292,7 +292,7 @@ class TLSTransport:
     """TLS over a non-blocking socket through an ``SSLObject`` and two memory BIOs (see the module doc)."""
 
     __slots__ = ("sock", "fd", "handshaking", "alpn", "_incoming", "_outgoing", "_ssl", "_out", "_out_at",
-                 "_on_blocked", "_blocked", "_eof", "_closed")
+                 "_on_blocked", "_blocked", "_eof", "_closed", "_leftover")
     sendfile_ok = False
 
     def __init__(self, sock: socket.socket, context: ssl.SSLContext, on_blocked: Callable[[], None]) -> None:
@@ -308,6 +308,7 @@ class TLSTransport:
         self._on_blocked = on_blocked
         self._blocked = False  # on_blocked() called and pending not yet flushed
         self._eof = False  # EOF seen (close_notify, or FIN on the raw socket)
+        self._leftover = True  # OpenSSL may hold decrypted plaintext (see recv): check once at first
         self._closed = False
 
     @property
@@ -376,11 +377,15 @@ class TLSTransport:
         chunks: list[bytes] = []
         size = 0
         drained = must_read = False
+        # OpenSSL can hold plaintext only when a read filled its request exactly (the rest of that
+        # record is inside it): only then is ``obj.pending()`` worth a call.
+        left = self._leftover
         while True:
-            while size < n and (incoming.pending or obj.pending() or must_read):
+            while size < n and (must_read or incoming.pending or (left and obj.pending())):
                 must_read = False
+                want = n - size
                 try:
-                    chunk = obj.read(n - size)
+                    chunk = obj.read(want)
                 except ssl.SSLWantReadError:
                     break  # (a partial record: the rest is still on its way)
                 except ssl.SSLZeroReturnError:
@@ -396,11 +401,13 @@ class TLSTransport:
                 if not chunk:  # close_notify
                     self._eof = True
                     break
+                left = len(chunk) == want
                 chunks.append(chunk)
                 size += len(chunk)
             if self._outgoing.pending:  # e.g. a KeyUpdate answer
                 self._write_out()
             if size >= n or self._eof or drained:
+                self._leftover = left
                 if size or self._eof:
                     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
                 raise BlockingIOError(errno.EAGAIN, "no TLS plaintext available now")
