@@ -310,3 +310,54 @@ def test_websocket_over_tls_with_the_websockets_client(backend: str) -> None:
             ws.send(b"\x00\xff" * 1000)
             assert ws.recv(timeout=10) == b"\x00\xff" * 1000
         assert ws.close_code == 1000
+
+
+def test_graceful_shutdown_ends_tls_sessions_with_close_notify(backend: str) -> None:
+    """A clean TLS close, not a bare FIN: after the server's last byte, the client's TLS engine has
+    seen close_notify, not an EOF in the middle of the session."""
+    server = serve(hello, backend=backend, tls=_tls()).start()
+    sock = socket.create_connection(server.address, timeout=5)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = test_ca().client_context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+    try:
+        for _ in range(20):  # the handshake, by hand (bounded)
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                sock.sendall(outgoing.read())
+                incoming.write(sock.recv(65536))
+        sock.sendall(outgoing.read())
+        obj.write(GET)
+        sock.sendall(outgoing.read())
+        body = b""
+        for _ in range(50):  # the response first (bounded): the connection is then idle
+            incoming.write(sock.recv(65536))
+            try:
+                body += obj.read(65536)
+            except ssl.SSLWantReadError:
+                continue
+            if b"hello over TLS" in body:
+                break
+        server.shutdown()  # an idle keep-alive connection: closed at once
+        while data := sock.recv(65536):
+            incoming.write(data)
+        incoming.write_eof()
+        ended = "nothing"
+        for _ in range(100):  # (bounded)
+            try:
+                chunk = obj.read(65536)
+            except ssl.SSLZeroReturnError:
+                ended = "close_notify"
+                break
+            except ssl.SSLError as exc:  # SSLEOFError: the TCP FIN came without close_notify
+                ended = f"ragged: {exc}"
+                break
+            if not chunk:  # (Python's SSLObject returns b"" once close_notify was read)
+                ended = "close_notify"
+                break
+            body += chunk
+        assert ended == "close_notify" and b"hello over TLS" in body
+    finally:
+        sock.close()
+    server.assert_no_leaks(server.stop())
