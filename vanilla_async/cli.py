@@ -59,9 +59,10 @@ from ._core.http1 import is_generator
 from ._core.request import Request
 from ._core.response import header_line
 from ._core.server import Server
+from ._core.steps import insert_after_status, inserting
 from ._core.tls import TLSConfig
 from .errors import ConfigError, ResponseError
-from .streaming import relay, status_at
+from .streaming import measured
 
 __all__ = ("access_logged", "listen_fds", "load_target", "main", "run_app", "with_headers")
 
@@ -225,42 +226,15 @@ def _header_block(specs: Sequence[str]) -> bytes:
     return block
 
 
-def _insert_after_status(out: bytearray, start: int, block: bytes) -> bool:
-    """Insert ``block`` after the status line of the response head at ``out[start]`` (interim 1xx
-    heads other than 101 are skipped). False when no such head starts there."""
-    while out.startswith(b"HTTP/1.", start):
-        line_end = out.find(b"\r\n", start)
-        if line_end < 0:
-            return False
-        if out[start + 9:start + 10] == b"1" and out[start + 9:start + 12] != b"101":
-            head_end = out.find(b"\r\n\r\n", start)
-            if head_end < 0:
-                return False
-            start = head_end + 4
-            continue
-        out[line_end + 2:line_end + 2] = block
-        return True
-    return False
-
-
 def with_headers(handler: Handler, block: bytes) -> Handler:
     """``handler`` whose responses get ``block`` (complete ``Name: value\\r\\n`` lines) after their status line."""
-    def inserted(gen: Any, out: bytearray) -> Any:
-        pending = True
-
-        def after_step(start: int) -> None:
-            nonlocal pending
-            if pending:
-                pending = not _insert_after_status(out, start, block)
-        return (yield from relay(gen, out, after_step))
-
     def wrapper(req: Request, out: bytearray) -> Any:
         mark = len(out)
         result = handler(req, out)
         if result is None or result.__class__ is FileBody:
-            _insert_after_status(out, mark, block)
+            insert_after_status(out, mark, block)
         elif is_generator(result):
-            return inserted(result, out)
+            return inserting(result, out, block)  # type: ignore[arg-type]  # (is_generator says so)
         return result
     return wrapper
 
@@ -287,40 +261,10 @@ def access_logged(handler: Handler, fmt: str = "common") -> Handler:
     duration. ``fmt``: ``common`` or ``json``. A generator's line is written when it ends, however."""
     line = _json_line if fmt == "json" else _common_line
 
-    def logged(gen: Any, req: Request, out: bytearray, started: float) -> Any:
-        status, size = 0, 0
+    def done(req: Request, status: int, size: int, outcome: str, started: float) -> None:
+        access_log.info(line(req, status, size, time.perf_counter() - started))
 
-        def after_step(start: int) -> None:
-            nonlocal status, size
-            status = status or status_at(out, start)
-            size += len(out) - start
-        try:
-            result = yield from relay(gen, out, after_step)
-            if result.__class__ is FileBody:
-                size += result.length
-            return result
-        except GeneratorExit:
-            raise  # closed: the client left or the deadline passed; log what was sent
-        except BaseException:
-            status = status or 500  # the server answers 500 for a handler that raises
-            raise
-        finally:
-            access_log.info(line(req, status, size, time.perf_counter() - started))
-
-    def wrapper(req: Request, out: bytearray) -> Any:
-        started = time.perf_counter()
-        mark = len(out)
-        try:
-            result = handler(req, out)
-        except BaseException:
-            access_log.info(line(req, 500, 0, time.perf_counter() - started))
-            raise
-        if result is not None and is_generator(result):
-            return logged(result, req, out, started)
-        size = len(out) - mark + (result.length if result.__class__ is FileBody else 0)
-        access_log.info(line(req, status_at(out, mark), size, time.perf_counter() - started))
-        return result
-    return wrapper
+    return measured(handler, done)
 
 
 # -- configuration -----------------------------------------------------------------------------------

@@ -19,13 +19,17 @@ kept alive after `end_chunked`; a handler that stops early without it must close
 
 from __future__ import annotations
 
-from typing import Union
+import time
+from typing import Any, Callable, Generator, Union
 
+from ._core.handler import FileBody
+from ._core.http1 import is_generator
+from ._core.request import Request
 from ._core.response import Headers, date_header, header_line, status_line
 from ._core.steps import relay
 from .errors import ResponseError
 
-__all__ = ("Data", "chunk", "end_chunked", "relay", "start_chunked", "status_at", "write_chunk")
+__all__ = ("Data", "Done", "chunk", "end_chunked", "measured", "relay", "start_chunked", "status_at", "write_chunk")
 
 Data = Union[bytes, bytearray, memoryview, str]
 """A chunk's payload; ``str`` is encoded as UTF-8."""
@@ -119,3 +123,57 @@ def status_at(out: bytearray, start: int) -> int:
     if out.startswith(b"HTTP/1.", start) and len(code) == 3 and code.isdigit():
         return int(code)
     return 0
+
+
+#: what `measured` reports once per response: ``done(req, status, size, outcome, started)`` — the
+#: status the handler wrote (0: none), the bytes it wrote (a returned `FileBody`'s length included),
+#: how it ended (``"complete"``, ``"closed"``: the client left or the deadline passed, or
+#: ``"raised"``: the server answers 500) and ``time.perf_counter()`` at its start
+Done = Callable[[Request, int, int, str, float], object]
+
+
+def measured(handler: Callable[..., Any], done: Done) -> Callable[..., Any]:
+    """``handler`` (called as ``handler(req, out, *rest)``, so a router's handler with its params
+    too) wrapped so that ``done`` runs once per response, when it is complete — after a sync handler
+    returns, or when a generator handler ends, however it ends (`relay` drives it). For access logs
+    and metrics; handlers that are not wrapped pay nothing."""
+
+    def wrapper(req: Request, out: bytearray, *rest: Any) -> Any:
+        started = time.perf_counter()
+        mark = len(out)
+        try:
+            result = handler(req, out, *rest)
+        except BaseException:
+            done(req, 500, 0, "raised", started)
+            raise
+        if result is not None and is_generator(result):
+            return _measured_steps(result, req, out, started, done)
+        size = len(out) - mark + (result.length if result.__class__ is FileBody else 0)
+        done(req, status_at(out, mark), size, "complete", started)
+        return result
+
+    return wrapper
+
+
+def _measured_steps(gen: Generator[Any, Any, Any], req: Request, out: bytearray, started: float,
+                    done: Done) -> Generator[Any, Any, Any]:
+    status, size, outcome = 0, 0, "complete"
+
+    def after_step(start: int) -> None:
+        nonlocal status, size
+        status = status or status_at(out, start)
+        size += len(out) - start
+
+    try:
+        result = yield from relay(gen, out, after_step)
+        if result.__class__ is FileBody:
+            size += result.length
+        return result
+    except GeneratorExit:
+        outcome = "closed"
+        raise
+    except BaseException:
+        status, outcome = status or 500, "raised"
+        raise
+    finally:
+        done(req, status, size, outcome, started)

@@ -34,7 +34,7 @@ from typing import Any, Generator, TextIO
 
 from vanilla_async import Request, ServerConfig, respond, sleep
 from vanilla_async.routing import Params, Router
-from vanilla_async.streaming import relay, status_at
+from vanilla_async.streaming import measured
 
 __all__ = ("JsonFormatter", "access_logged", "config", "configure", "router")
 
@@ -84,42 +84,9 @@ def _log(req: Request, status: int, size: int, started: float, outcome: str) -> 
 
 
 def access_logged(handler: Any) -> Any:
-    """Wrap a handler (a `Router` here): one access-log record per request, sync or generator."""
-
-    def wrapper(req: Request, out: bytearray) -> Generator[Any, Any, Any] | None:
-        started = time.perf_counter()
-        mark = len(out)
-        try:
-            result = handler(req, out)
-        except Exception:
-            _log(req, 500, 0, started, "raised")
-            raise
-        if result is None:
-            _log(req, status_at(out, mark), len(out) - mark, started, "complete")
-            return None
-        return _logged(result, req, out, started)
-
-    return wrapper
-
-
-def _logged(inner: Generator[Any, Any, Any], req: Request, out: bytearray, started: float) -> Generator[Any, Any, Any]:
-    status, size, outcome = 0, 0, "complete"
-
-    def after_step(start: int) -> None:
-        nonlocal status, size
-        status = status or status_at(out, start)
-        size += len(out) - start
-
-    try:
-        return (yield from relay(inner, out, after_step))
-    except GeneratorExit:
-        outcome = "closed"  # the client left or the deadline passed
-        raise
-    except BaseException:
-        status, outcome = status or 500, "raised"
-        raise
-    finally:
-        _log(req, status, size, started, outcome)
+    """Wrap a handler (a `Router` here): one access-log record per request, sync or generator
+    (`vanilla_async.streaming.measured`: a generator is logged when it ends, however it ends)."""
+    return measured(handler, lambda req, status, size, outcome, started: _log(req, status, size, started, outcome))
 
 
 router = Router()

@@ -31,7 +31,7 @@ from typing import Any, Callable, Generator, NamedTuple, Optional
 
 from vanilla_async import Request, ServerConfig, respond, sleep
 from vanilla_async.routing import Router
-from vanilla_async.streaming import relay, status_at
+from vanilla_async.streaming import measured
 
 access_log = logging.getLogger("examples.middleware.access")
 
@@ -98,43 +98,15 @@ def require_role(role: str) -> Middleware:
 
 
 def access_logged(handler: AnyHandler) -> AnyHandler:
-    """Log one line per request when its response is complete (sync or generator)."""
-    def log_line(req: Request, status: int, size: int, started: float) -> None:
+    """Log one line per request when its response is complete (sync or generator:
+    `vanilla_async.streaming.measured`)."""
+    def log_line(req: Request, status: int, size: int, outcome: str, started: float) -> None:
         user = user_of(req)
         access_log.info("%s %s %s %d %.1fms user=%s", req.method.decode("latin-1"), req.path.decode("latin-1"),
                         status or "-", size, (time.perf_counter() - started) * 1000, user.name if user else "-")
 
-    def wrapper(req: Request, out: bytearray, *rest: Any) -> Result:
-        started = time.perf_counter()
-        mark = len(out)
-        result = handler(req, out, *rest)
-        if result is None:
-            log_line(req, status_at(out, mark), len(out) - mark, started)
-            return None
-        return logged(result, req, out, started, log_line)
-    return wrapper
-
-
-def logged(inner: Generator[Any, Any, Any], req: Request, out: bytearray, started: float,
-           log_line: Callable[[Request, int, int, float], None]) -> Generator[Any, Any, Any]:
-    """Drive ``inner`` (`vanilla_async.streaming.relay`), noting its status from the first step that
-    writes one and counting its bytes; log when it ends, however it ends."""
-    status, size = 0, 0
-
-    def after_step(start: int) -> None:
-        nonlocal status, size
-        status = status or status_at(out, start)
-        size += len(out) - start
-
-    try:
-        return (yield from relay(inner, out, after_step))
-    except GeneratorExit:
-        raise  # closed: the client left or the deadline passed; log what was sent
-    except BaseException:
-        status = status or 500  # the server answers 500 for a handler that raises
-        raise
-    finally:
-        log_line(req, status, size, started)
+    wrapped: AnyHandler = measured(handler, log_line)
+    return wrapped
 
 
 # -- the application ------------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ from .headcache import frame_cached as frame
 from .protocol import Protocol
 from .request import Request
 from .response import error_response
-from .steps import relay
+from .steps import insert_after_status, inserting
 
 if TYPE_CHECKING:
     from reactor import Timer
@@ -136,33 +136,9 @@ _CLOSE = b"Connection: close\r\n"
 
 
 def insert_close(out: bytearray, start: int) -> bool:
-    """Insert ``Connection: close`` into the response head that starts at ``out[start]``, after its
-    status line (interim 1xx heads are skipped). False when no final head starts there yet.
-    A head that already has a Connection field is left as it is."""
-    while out.startswith(b"HTTP/1.", start):
-        line_end = out.find(b"\r\n", start)
-        head_end = out.find(b"\r\n\r\n", start)
-        if line_end < 0 or head_end < 0:
-            return False
-        if out[start + 9:start + 10] == b"1":  # 1xx: the final head follows it
-            start = head_end + 4
-            continue
-        if b"\r\nconnection:" not in bytes(out[line_end:head_end + 2]).lower():
-            out[line_end + 2:line_end + 2] = _CLOSE
-        return True
-    return False
-
-
-def _closing(gen: Any, out: bytearray) -> Any:
-    """Drive a generator handler exactly as ``yield from gen`` would, inserting ``Connection: close``
-    into the head the first of its steps that writes one writes (the last request on a connection)."""
-    pending = [True]
-
-    def after_step(start: int) -> None:
-        if pending[0]:
-            pending[0] = not insert_close(out, start)
-
-    return (yield from relay(gen, out, after_step))
+    """``Connection: close`` into the response head at ``out[start]`` (unless it has a Connection
+    field already); False when no final head starts there yet."""
+    return insert_after_status(out, start, _CLOSE, b"connection")
 
 
 class RequestTask(ConnTask):
@@ -393,7 +369,7 @@ class Http1(Protocol):
         if result is None or result.__class__ is FileBody:
             insert_close(out, mark)
         elif is_generator(result):
-            return _closing(result, out)
+            return inserting(result, out, _CLOSE, b"connection")
         return result  # (a Takeover: the connection is another protocol's now)
 
     def start(self, req: Request, result: Any, mark: int, buf: bytes, pos: int) -> bool:

@@ -1,13 +1,15 @@
-"""`relay`: drive a generator handler step by step with a hook after each step — one copy, used by
-the engine (the last request on a connection gets ``Connection: close`` into whichever step writes
-its head) and re-exported by `vanilla_async.streaming` for middleware.
+"""Working on a handler's output as it is written: `relay` drives a generator handler step by step
+with a hook after each step; `insert_after_status` puts header lines into the first final response
+head; `inserting` does that for a generator, in whichever step writes the head. One copy each, used
+by the engine (``Connection: close`` on a connection's last response), the CLI (``--header``) and,
+re-exported by `vanilla_async.streaming`, by middleware.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Generator
 
-__all__ = ("relay",)
+__all__ = ("insert_after_status", "inserting", "relay")
 
 
 def relay(
@@ -40,3 +42,36 @@ def relay(
             raise
         except BaseException as exc:  # noqa: BLE001 - delivered into gen, which decides
             value, error = None, exc
+
+
+def insert_after_status(out: bytearray, start: int, block: bytes, unless: bytes | None = None) -> bool:
+    """Insert ``block`` (complete ``Name: value\\r\\n`` lines) after the status line of the first
+    final response head at ``out[start]`` (interim 1xx heads are skipped; a 101 is final). With
+    ``unless`` (a lower-case field name), a head that already has that field is left as it is.
+    False when no complete final head starts there yet (the caller tries again after more output)."""
+    while out.startswith(b"HTTP/1.", start):
+        line_end = out.find(b"\r\n", start)
+        head_end = out.find(b"\r\n\r\n", start)
+        if line_end < 0 or head_end < 0:
+            return False
+        if out[start + 9:start + 10] == b"1" and out[start + 9:start + 12] != b"101":
+            start = head_end + 4
+            continue
+        if unless is None or b"\r\n" + unless + b":" not in bytes(out[line_end:head_end + 2]).lower():
+            out[line_end + 2:line_end + 2] = block
+        return True
+    return False
+
+
+def inserting(gen: Generator[Any, Any, Any], out: bytearray, block: bytes,
+              unless: bytes | None = None) -> Generator[Any, Any, Any]:
+    """Drive ``gen`` as ``yield from gen`` would, inserting ``block`` into the head that the first of
+    its steps to write one writes (`insert_after_status`)."""
+    pending = True
+
+    def after_step(start: int) -> None:
+        nonlocal pending
+        if pending:
+            pending = not insert_after_status(out, start, block, unless)
+
+    return (yield from relay(gen, out, after_step))
