@@ -550,3 +550,21 @@ def test_examples_json_api_and_async_sse_over_h2c(backend: str) -> None:
         b = client.request(req("/events"))
         client.until(lambda: all(client.bodies.get(s, b"").count(b"\n\n") >= 3 for s in (a, b)))
         client.close()
+
+
+@pytest.mark.parametrize("name", ["tiny", "simple", "simple2", "simple3", "veb_like", "redirects", "etag",
+                                  "security_headers", "static_assets", "compression", "url_form", "cors",
+                                  "date_header", "efficient_date", "conformance", "rate_limit", "ip_block"])
+def test_more_examples_answer_the_same_over_h2c_as_over_http11(name: str) -> None:
+    """The same handler, unchanged: GET / gives the same status and body over HTTP/1.1 and h2c."""
+    import importlib
+
+    module = importlib.import_module(f"examples.{name}")
+    with serve(module.config) as server:
+        with server.connect() as http11:
+            http11.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")  # (the h2 client sends :authority t)
+            expected = http11.read_response()
+        client = H2Client(server)
+        status, body = client.get(req("/"))
+        client.close()
+    assert (status, body) == (expected.status, expected.body), name
